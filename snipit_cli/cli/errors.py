@@ -1,0 +1,44 @@
+"""The one error boundary: exception -> one line on stderr + exit code; traceback only with --debug."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from snipit_cli.errors import SnipitError
+
+INTERNAL = 1
+INTERRUPTED = 130
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+@contextmanager
+def error_boundary(debug: bool) -> Iterator[None]:
+    """Run a command body; translate failures into a message and an exit code."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except SnipitError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"error: {_one_line(str(exc))}\n")
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        sys.stderr.write("interrupted; nothing was written\n")
+        raise typer.Exit(INTERRUPTED) from None
+    except Exception as exc:
+        if debug:
+            raise
+        sys.stderr.write(
+            f"internal error: {type(exc).__name__}: {_one_line(str(exc))} (re-run with --debug for the traceback)\n"
+        )
+        raise typer.Exit(INTERNAL) from None

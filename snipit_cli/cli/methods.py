@@ -1,0 +1,29 @@
+"""``snipit methods``: the registered criteria, one line each."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from snipit_cli.cli import options as opt
+from snipit_cli.cli.errors import error_boundary
+from snipit_cli.cli.output import Output
+from snipit_cli.criteria import list_criteria
+
+
+def methods(
+    pattern: Annotated[str, typer.Argument(help="fnmatch filter on method names.")] = "*",
+    json_: opt.Json = False,
+    debug: opt.Debug = False,
+) -> None:
+    """List the pruning methods (--method values) with one line each."""
+    out = Output(json_mode=json_)
+    with error_boundary(debug):
+        rows = [
+            {"name": c.name, "iterative": c.iterative, "needs_data": c.needs_data, "summary": c.summary}
+            for c in list_criteria(pattern)
+        ]
+        text = "\n".join(f"{r['name']:<12} {r['summary']}" for r in rows)
+        out.result(rows, text)

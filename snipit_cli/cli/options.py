@@ -1,0 +1,85 @@
+"""Option aliases shared by the commands (one definition, one help text)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from snipit_cli.cli.config import config_callback
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, tables or notes on stderr.")]
+Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+Config = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML file with option values (keys are flag names); flags given on the command line win.",
+        is_eager=True,
+        callback=config_callback,
+        dir_okay=False,
+    ),
+]
+
+# Model source options
+Model = Annotated[
+    str,
+    typer.Argument(
+        help="timm:NAME, torchvision:NAME, a snipit .safetensors checkpoint, or a state_dict file "
+        "(.safetensors/.pt/.pth/.th) with --arch.",
+        show_default=False,
+    ),
+]
+Arch = Annotated[
+    str | None,
+    typer.Option(
+        help="Architecture of a state_dict file: timm:NAME, torchvision:NAME, package.module:callable "
+        "or path/to/file.py:callable.",
+        rich_help_panel="Model",
+    ),
+]
+ArchKwargs = Annotated[
+    str | None,
+    typer.Option(help='JSON keyword arguments for --arch, e.g. \'{"num_classes": 10}\'.', rich_help_panel="Model"),
+]
+NumClasses = Annotated[
+    int | None, typer.Option(help="Classifier outputs for timm/torchvision models.", rich_help_panel="Model")
+]
+Pretrained = Annotated[
+    bool, typer.Option(help="Ask timm/torchvision for pretrained weights (needs network or cache).", rich_help_panel="Model")
+]
+TrustPickle = Annotated[
+    bool,
+    typer.Option(
+        help="Allow loading a fully pickled model (runs code from the file; only for files you trust).",
+        rich_help_panel="Model",
+    ),
+]
+InputSize = Annotated[
+    str | None,
+    typer.Option(help="Model input as C,H,W (default: from the model or the dataset).", rich_help_panel="Model"),
+]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel="Model")]
+
+# Data options
+Data = Annotated[
+    str,
+    typer.Option(
+        help="synthetic (no files needed), cifar10, cifar100, mnist, fashionmnist, imagefolder:PATH or a folder.",
+        rich_help_panel="Data",
+    ),
+]
+DataRoot = Annotated[
+    Path | None,
+    typer.Option(help="Folder holding named datasets [default: $SNIPIT_DATA or ~/.cache/snipit/data].", rich_help_panel="Data"),
+]
+Download = Annotated[bool, typer.Option(help="Download a named dataset if it is missing.", rich_help_panel="Data")]
+BatchSize = Annotated[int, typer.Option(help="Calibration batch size.", rich_help_panel="Data")]
+Batches = Annotated[int, typer.Option(help="Calibration batches per pruning step.", rich_help_panel="Data")]
+Mean = Annotated[str | None, typer.Option(help="Normalisation mean: one value or one per channel.", rich_help_panel="Data")]
+Std = Annotated[str | None, typer.Option(help="Normalisation std: one value or one per channel.", rich_help_panel="Data")]
+Workers = Annotated[int, typer.Option(help="DataLoader worker processes for decoding images.", rich_help_panel="Data")]
+Seed = Annotated[int, typer.Option(help="Seeds model init, data order, synthetic data and random scores.")]

@@ -1,0 +1,97 @@
+"""One output object: results on stdout (human or JSON), progress and logs on stderr.
+
+Progress bars and tables appear only when stderr is a terminal and ``--quiet`` is off, so a
+pipeline never sees them; ``--json`` puts exactly one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from snipit_cli.pruning.engine import NullProgress
+
+
+class Output:
+    """Where a command's words go, by mode: ``json``, ``quiet`` and whether stderr is a terminal."""
+
+    def __init__(self, json_mode: bool = False, quiet: bool = False):
+        self.json_mode = json_mode
+        self.quiet = quiet
+        self.err = Console(stderr=True)
+        self.interactive = self.err.is_terminal and not quiet
+
+    def note(self, message: str) -> None:
+        """A one-line remark the user should see (data shortfalls, ...); silent with --quiet."""
+        if not self.quiet:
+            sys.stderr.write(f"note: {message}\n")
+
+    def table(self, table: Table) -> None:
+        """A human summary on stderr, only on a terminal."""
+        if self.interactive:
+            self.err.print(table)
+
+    def result(self, document: Any, human: str) -> None:
+        """The command's result on stdout: the JSON document, or a human line."""
+        if self.json_mode:
+            sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        else:
+            sys.stdout.write(human + "\n")
+        sys.stdout.flush()
+
+    @contextmanager
+    def pruning_progress(self) -> Iterator[Any]:
+        """A rich progress display for the pruning loop, or a silent sink."""
+        if not self.interactive:
+            yield NullProgress()
+            return
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=self.err, transient=False) as bar:
+            yield RichPruneProgress(bar)
+
+
+class RichPruneProgress:
+    """Adapts the engine's progress protocol to two rich bars: steps and batches of the step."""
+
+    def __init__(self, bar: Progress):
+        self.bar = bar
+        self.steps = None
+        self.batches = None
+
+    def start_step(self, step: int, n_steps: int, fraction: float, n_batches: int) -> None:
+        if self.steps is None:
+            self.steps = self.bar.add_task("steps", total=n_steps)
+        desc = f"step {step + 1}/{n_steps} -> sparsity {fraction:.4f}"
+        if self.batches is None:
+            self.batches = self.bar.add_task(desc, total=max(n_batches, 1))
+        else:
+            self.bar.reset(self.batches, total=max(n_batches, 1), description=desc)
+        if n_batches == 0:
+            self.bar.update(self.batches, completed=1)
+
+    def advance_batch(self) -> None:
+        self.bar.advance(self.batches)
+
+    def end_step(self, step: int, kept: int, total: int) -> None:
+        self.bar.advance(self.steps)

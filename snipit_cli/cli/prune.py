@@ -1,0 +1,151 @@
+"""``snipit prune``: turn flags into a :class:`PruneRequest`, run it, print the result."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from snipit_cli.cli import options as opt
+from snipit_cli.cli.errors import error_boundary
+from snipit_cli.cli.output import Output
+from snipit_cli.data.build import DataOptions
+from snipit_cli.data.specs import default_data_root, parse_data_spec
+from snipit_cli.errors import UsageError
+from snipit_cli.models.input_spec import parse_floats, parse_input_size
+from snipit_cli.pruning.schedule import validate_sparsity
+from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
+
+
+class Split(str, Enum):
+    train = "train"
+    test = "test"
+
+
+EXAMPLES = """
+Examples:
+
+  snipit prune timm:resnet18 --input-size 3,32,32 --sparsity 0.9
+
+  snipit prune model.pt --arch mynet.py:Net --data cifar10 --data-root ~/data --sparsity 0.95
+
+  snipit prune torchvision:mobilenet_v3_small --method snip --json | jq .sparsity
+"""
+
+
+def prune(
+    model: opt.Model,
+    sparsity: Annotated[float, typer.Option(help="Fraction of prunable weights to remove, in (0, 1).")] = 0.9,
+    method: Annotated[str, typer.Option(help="Scoring criterion; see `snipit methods`.")] = "snip-it",
+    steps: Annotated[int, typer.Option(help="SNIP-it steps S: the run scores S+2 times.")] = 5,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(help="Keep layers dense whose module name matches (fnmatch); repeatable."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Checkpoint to write [default: <model>-pruned.safetensors]."),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Report JSON to write [default: <output stem>.report.json].")
+    ] = None,
+    arch: opt.Arch = None,
+    arch_kwargs: opt.ArchKwargs = None,
+    num_classes: opt.NumClasses = None,
+    pretrained: opt.Pretrained = False,
+    trust_pickle: opt.TrustPickle = False,
+    input_size: opt.InputSize = None,
+    device: opt.Device = "auto",
+    data: opt.Data = "synthetic",
+    data_root: opt.DataRoot = None,
+    split: Annotated[Split, typer.Option(help="Dataset split to calibrate on.", rich_help_panel="Data")] = Split.train,
+    download: opt.Download = False,
+    batch_size: opt.BatchSize = 64,
+    batches: opt.Batches = 5,
+    mean: opt.Mean = None,
+    std: opt.Std = None,
+    workers: opt.Workers = 0,
+    seed: opt.Seed = 0,
+    force: opt.Force = False,
+    json_: opt.Json = False,
+    quiet: opt.Quiet = False,
+    config: opt.Config = None,
+    debug: opt.Debug = False,
+) -> None:
+    """Prune MODEL with SNIP-it (or another --method) and write a safetensors checkpoint + report."""
+    out = Output(json_mode=json_, quiet=quiet)
+    with error_boundary(debug):
+        request = PruneRequest(
+            model=ModelOptions(
+                spec=model,
+                arch=arch,
+                arch_kwargs=_json_object(arch_kwargs),
+                num_classes=num_classes,
+                pretrained=pretrained,
+                trust_pickle=trust_pickle,
+                input_size=parse_input_size(input_size) if input_size else None,
+            ),
+            data=DataOptions(
+                spec=parse_data_spec(data),
+                root=data_root or default_data_root(),
+                split=Split(split).value,
+                download=download,
+                batch_size=batch_size,
+                batches=batches,
+                seed=seed,
+                mean=parse_floats(mean, "--mean") if mean else None,
+                std=parse_floats(std, "--std") if std else None,
+                workers=workers,
+            ),
+            method=method,
+            sparsity=validate_sparsity(sparsity),
+            steps=steps,
+            exclude=list(exclude or []),
+            seed=seed,
+            device=device,
+            output=output,
+            report=report,
+            force=force,
+        )
+        with out.pruning_progress() as progress:
+            result = run_prune(request, progress)
+        for note in result["notes"]:
+            out.note(note)
+        out.table(summary_table(result))
+        achieved = result["sparsity"]["achieved"]
+        out.result(result, f"wrote {result['output']} (sparsity {achieved:.4f}) and {result['report']}")
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--arch-kwargs is not valid JSON ({exc.msg}); e.g. '{{\"num_classes\": 10}}'") from None
+    if not isinstance(value, dict):
+        raise UsageError("--arch-kwargs must be a JSON object, e.g. '{\"num_classes\": 10}'")
+    return value
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    """Per-layer sparsity and totals for the terminal."""
+    table = Table(title=f"{report['method']} on {report['model']['source']}", title_justify="left")
+    for column in ("layer", "type", "shape", "params", "nonzero", "sparsity"):
+        table.add_column(column, justify="right" if column in {"params", "nonzero", "sparsity"} else "left")
+    for row in report["layers"]:
+        sparsity = f"{row['sparsity']:.4f}" if row["prunable"] else "excluded"
+        shape = "x".join(map(str, row["shape"]))
+        table.add_row(row["name"], row["type"], shape, f"{row['params']:,}", f"{row['nonzero']:,}", sparsity)
+    params = report["params"]
+    table.add_section()
+    table.add_row(
+        "prunable total", "", "", f"{params['prunable']:,}", f"{params['prunable_nonzero']:,}",
+        f"{report['sparsity']['achieved']:.4f}",
+    )
+    table.add_row("all parameters", "", "", f"{params['total']:,}", f"{params['nonzero']:,}", "")
+    return table

@@ -1,0 +1,44 @@
+"""The criterion interface: a small callable that turns a model and data into per-weight scores."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class ScoringContext:
+    """What a criterion may look at when it scores one pruning step.
+
+    ``weights`` are the prunable parameters by module name, already masked by earlier steps;
+    ``batches`` yields (inputs, labels) on the model's device and is read at most once.
+    """
+
+    model: nn.Module
+    weights: dict[str, nn.Parameter]
+    batches: Iterable[Batch]
+    generator: torch.Generator
+
+
+class Criterion(ABC):
+    """Scores every prunable weight; higher means more important (kept first)."""
+
+    #: Registry name, as given to ``--method``.
+    name: ClassVar[str]
+    #: One line for ``snipit methods``.
+    summary: ClassVar[str]
+    #: True for criteria that follow the SNIP-it schedule and rescore after every step.
+    iterative: ClassVar[bool] = False
+    #: False for data-free criteria, which then read no calibration batches.
+    needs_data: ClassVar[bool] = True
+
+    @abstractmethod
+    def score(self, ctx: ScoringContext) -> dict[str, torch.Tensor]:
+        """Return one non-negative score tensor per entry of ``ctx.weights``, same shapes."""

@@ -1,0 +1,80 @@
+"""From a ``--data`` spec and the model's input spec to streaming :class:`CalibrationData`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from snipit_cli.data.calibration import CalibrationData, DatasetData, SyntheticData
+from snipit_cli.data.readers import DatasetInfo, read_dataset
+from snipit_cli.data.specs import SPLITS, DataSpec
+from snipit_cli.data.transforms import ToModelInput
+from snipit_cli.errors import UsageError
+from snipit_cli.models.input_spec import InputSpec, broadcast_channels
+
+
+@dataclass
+class DataOptions:
+    """The data-related options of a command, as given by the user."""
+
+    spec: DataSpec
+    root: Path
+    split: str = "train"
+    download: bool = False
+    batch_size: int = 64
+    batches: int = 5
+    seed: int = 0
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    workers: int = 0
+
+
+def open_dataset(options: DataOptions) -> Dataset | None:
+    """The dataset behind ``options.spec`` (None for synthetic data)."""
+    if options.split not in SPLITS:
+        raise UsageError(f"--split must be train or test, got {options.split!r}")
+    if options.spec.kind == "synthetic":
+        return None
+    return read_dataset(options.spec.kind, options.root, options.split, options.download, options.spec.path)
+
+
+def dataset_input_spec(dataset: Dataset | None) -> InputSpec | None:
+    """The dataset's native image shape, for models that do not say what they take."""
+    info: DatasetInfo | None = getattr(dataset, "info", None)
+    if info is None or info.size is None:
+        return None
+    return InputSpec((info.channels, *info.size), info.mean, info.std, f"{info.name} native size")
+
+
+def calibration_data(
+    options: DataOptions,
+    dataset: Dataset | None,
+    model_input: InputSpec,
+    num_classes: int,
+    device: torch.device,
+) -> CalibrationData:
+    """Streaming calibration batches shaped and normalised for the model."""
+    common = dict(
+        spec=str(options.spec),
+        batch_size=options.batch_size,
+        n_batches=options.batches,
+        seed=options.seed,
+        device=device,
+    )
+    if dataset is None:
+        return SyntheticData(**common, size=model_input.size, num_classes=num_classes)
+    info: DatasetInfo = dataset.info  # type: ignore[attr-defined]
+    channels = model_input.size[0]
+    mean = options.mean or model_input.mean or info.mean
+    std = options.std or model_input.std or info.std
+    transform = ToModelInput(
+        model_input.size,
+        broadcast_channels(mean, channels, "--mean"),
+        broadcast_channels(std, channels, "--std"),
+    )
+    return DatasetData(
+        **common, dataset=dataset, transform=transform, num_classes=num_classes, workers=options.workers
+    )

@@ -1,0 +1,59 @@
+"""Atomic output files: write to a temp file in the target folder, then rename.
+
+A crash, Ctrl-C or a failed write never leaves a partial file or clobbers an existing one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from snipit_cli.errors import OutputError
+
+
+def check_writable(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse an existing ``path`` without ``force``, any input file, and a missing folder."""
+    resolved = path.resolve()
+    if any(resolved == p.resolve() for p in inputs if p.exists()):
+        raise OutputError(f"refusing to write over the input {path}; choose another -o/--output")
+    if path.exists() and not force:
+        raise OutputError(f"{path} already exists; pass --force to overwrite it or choose another -o")
+    if not path.parent.is_dir():
+        raise OutputError(f"output folder {path.parent} does not exist; create it first")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it replaces ``path``, on error it is removed."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)`` and move the result to ``path`` only if it succeeded."""
+    try:
+        with atomic_path(path) as tmp:
+            write(tmp)
+    except OSError as exc:
+        raise OutputError(f"could not write {path}: {exc.strerror or exc}") from exc
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Atomic ``Path.write_text``."""
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

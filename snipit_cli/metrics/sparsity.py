@@ -1,0 +1,43 @@
+"""Per-layer and total parameter/nonzero/sparsity counts, read from the tensors themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from snipit_cli.pruning.targets import is_excluded, prunable_layers
+
+
+def layer_rows(model: nn.Module, exclude: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One row per Conv/Linear layer: name, type, weight shape, params, nonzero, sparsity."""
+    rows = []
+    for name, layer in prunable_layers(model).items():
+        w = layer.weight.detach()
+        nonzero = int(torch.count_nonzero(w))
+        rows.append(
+            {
+                "name": name,
+                "type": type(layer).__name__,
+                "shape": list(w.shape),
+                "params": w.numel(),
+                "nonzero": nonzero,
+                "sparsity": 1.0 - nonzero / w.numel(),
+                "prunable": not is_excluded(name, exclude),
+            }
+        )
+    return rows
+
+
+def param_totals(model: nn.Module, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Totals over all parameters (``total``, ``nonzero``) and over prunable weights."""
+    params = list({id(p): p for p in model.parameters()}.values())  # tied weights count once
+    prunable = [r for r in rows if r["prunable"]]
+    return {
+        "total": sum(p.numel() for p in params),
+        "nonzero": sum(int(torch.count_nonzero(p.detach())) for p in params),
+        "prunable": sum(r["params"] for r in prunable),
+        "prunable_nonzero": sum(r["nonzero"] for r in prunable),
+    }

@@ -1,0 +1,1 @@
+"""Turning model specs and checkpoint files into ``nn.Module``s, and writing checkpoints."""

@@ -1,0 +1,103 @@
+"""What input a model expects: size (C, H, W) and normalisation, and where that came from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from snipit_cli.errors import ModelError, UsageError
+from snipit_cli.models.arch import ArchSpec
+
+Size = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Input shape and (optional) mean/std the model was built for."""
+
+    size: Size
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    source: str = ""
+
+
+def parse_input_size(text: str) -> Size:
+    """``"3,32,32"`` -> (3, 32, 32), or a usage error saying what is expected."""
+    try:
+        size = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        size = ()
+    if len(size) != 3 or min(size) < 1:
+        raise UsageError(f"--input-size must be C,H,W with positive integers (e.g. 3,32,32), got {text!r}")
+    return size  # type: ignore[return-value]
+
+
+def parse_floats(text: str, option: str) -> tuple[float, ...]:
+    """``"0.5"`` or ``"0.5,0.4,0.3"`` -> floats, for --mean/--std."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"{option} takes one number or one per channel, comma-separated; got {text!r}") from None
+    if option == "--std" and any(v <= 0 for v in values):
+        raise UsageError(f"--std values must be positive, got {text!r}")
+    return values
+
+
+def library_input_spec(model: nn.Module, arch: ArchSpec | None) -> InputSpec | None:
+    """What the model's library says: timm's data config, or torchvision's weights preset."""
+    if arch is not None and arch.kind == "timm" or getattr(model, "pretrained_cfg", None):
+        from timm.data import resolve_data_config
+
+        cfg = resolve_data_config({}, model=model)
+        return InputSpec(tuple(cfg["input_size"]), tuple(cfg["mean"]), tuple(cfg["std"]), "timm data config")
+    if arch is not None and arch.kind == "torchvision":
+        return _torchvision_spec(arch.name)
+    return None
+
+
+def _torchvision_spec(name: str) -> InputSpec | None:
+    import torchvision
+
+    try:
+        preset = torchvision.models.get_model_weights(name).DEFAULT.transforms()
+    except (ValueError, AttributeError, KeyError):
+        return None
+    crop = getattr(preset, "crop_size", None)
+    if not crop:
+        return None
+    h = w = int(crop[0])
+    return InputSpec((3, h, w), tuple(preset.mean), tuple(preset.std), "torchvision weights preset")
+
+
+def probe_num_classes(model: nn.Module, size: Size, device: torch.device) -> int:
+    """Run one zero image through the model: checks the input size and reads the class count."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, *size, device=device))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(
+            f"the model does not accept inputs of shape {size}: {first}; pass --input-size C,H,W"
+        ) from exc
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(f"expected (batch, classes) logits from the model, got {shape}; snipit prunes classifiers")
+    return int(out.shape[1])
+
+
+def broadcast_channels(values: Sequence[float], channels: int, option: str) -> tuple[float, ...]:
+    """Repeat a single value or a 1-channel statistic over ``channels``; check lengths otherwise."""
+    if len(values) == channels:
+        return tuple(values)
+    if len(values) == 1:
+        return tuple(values) * channels
+    if channels == 1:
+        return (sum(values) / len(values),)
+    raise UsageError(f"{option} has {len(values)} values but the model takes {channels} channels")

@@ -1,0 +1,122 @@
+"""Resolve the ``MODEL`` argument: ``timm:NAME``, ``torchvision:NAME`` or a checkpoint file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from snipit_cli.errors import ModelError, UsageError
+from snipit_cli.models.arch import LIBRARY_PREFIXES, ArchSpec, build_model, parse_arch
+from snipit_cli.models.checkpoint import read_metadata, read_tensors
+from snipit_cli.models.state_dict import (
+    PICKLE_SUFFIXES,
+    extract_state_dict,
+    fit_state_dict,
+    read_torch_file,
+)
+
+
+@dataclass
+class LoadedModel:
+    """A model plus where it came from: enough to record and to rebuild it."""
+
+    model: nn.Module
+    source: str
+    arch: ArchSpec | None
+    metadata: dict[str, Any] | None = None
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        """Short name for default output files: the library name or the file stem."""
+        if self.path is not None:
+            return self.path.stem
+        return self.arch.short_name if self.arch else "model"
+
+
+def resolve_model(
+    spec: str,
+    *,
+    arch: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    num_classes: int | None = None,
+    pretrained: bool = False,
+    trust_pickle: bool = False,
+) -> LoadedModel:
+    """Build or load the model named by ``spec`` (see the README's "Model sources")."""
+    prefix, sep, _ = spec.partition(":")
+    if sep and prefix in LIBRARY_PREFIXES:
+        if arch:
+            raise UsageError(f"--arch is for checkpoint files; {spec} already names the architecture")
+        parsed = parse_arch(spec, arch_kwargs, num_classes)
+        return LoadedModel(build_model(parsed, pretrained), spec, parsed)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise ModelError(
+            f"no such file {spec!r}; for a library model write timm:{spec} or torchvision:{spec}"
+            if not sep and "/" not in spec and "." not in spec
+            else f"no such file {spec!r}; pass a checkpoint path, timm:NAME or torchvision:NAME"
+        )
+    if path.is_dir():
+        raise ModelError(f"{spec} is a folder; pass a checkpoint file (.safetensors, .pt, .pth, .th)")
+    if pretrained:
+        raise UsageError("--pretrained applies to timm:/torchvision: models, not to checkpoint files")
+    user_arch = parse_arch(arch, arch_kwargs, num_classes) if arch else None
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path, spec, user_arch)
+    if path.suffix in PICKLE_SUFFIXES:
+        return _load_torch_file(path, spec, user_arch, trust_pickle)
+    raise ModelError(
+        f"cannot tell the format of {spec}; use a .safetensors, .pt, .pth or .th file"
+    )
+
+
+def load_model(
+    path: str | Path,
+    *,
+    arch: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    num_classes: int | None = None,
+    trust_pickle: bool = False,
+) -> nn.Module:
+    """Load a checkpoint snipit wrote (or a state_dict plus ``arch``) into an ``nn.Module``.
+
+    The model is returned in eval mode, on the CPU.
+    """
+    loaded = resolve_model(
+        str(path), arch=arch, arch_kwargs=arch_kwargs, num_classes=num_classes, trust_pickle=trust_pickle
+    )
+    return loaded.model.eval()
+
+
+def _load_safetensors(path: Path, spec: str, user_arch: ArchSpec | None) -> LoadedModel:
+    metadata = read_metadata(path)
+    arch = user_arch
+    if arch is None and metadata is not None:
+        recorded = (metadata.get("model") or {}).get("arch")
+        arch = ArchSpec.from_json(recorded) if recorded else None
+    if arch is None:
+        raise ModelError(
+            f"{spec} holds only tensors and no snipit metadata; say which model they belong to "
+            "with --arch timm:NAME, torchvision:NAME or module:callable"
+        )
+    model = build_model(arch, require_module_class=user_arch is None)
+    fit_state_dict(model, read_tensors(path), what=spec)
+    return LoadedModel(model, spec, arch, metadata, path)
+
+
+def _load_torch_file(path: Path, spec: str, user_arch: ArchSpec | None, trust_pickle: bool) -> LoadedModel:
+    obj = read_torch_file(path, trust_pickle)
+    if isinstance(obj, nn.Module) and user_arch is None:
+        return LoadedModel(obj, spec, None, None, path)
+    if user_arch is None:
+        raise ModelError(
+            f"{spec} holds a state_dict; say which model it belongs to with --arch "
+            "timm:NAME, torchvision:NAME or module:callable (and --arch-kwargs / --num-classes)"
+        )
+    model = build_model(user_arch)
+    fit_state_dict(model, extract_state_dict(obj, path), what=spec)
+    return LoadedModel(model, spec, user_arch, None, path)

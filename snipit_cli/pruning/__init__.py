@@ -1,0 +1,1 @@
+"""Pure pruning mechanics: schedules, masks and the scoring loop. No CLI, no files."""

@@ -1,0 +1,107 @@
+"""The pruning loop: score, rank globally, mask, repeat along a schedule.
+
+Knows nothing of files or the CLI; progress is reported through a small protocol so the CLI can
+draw a bar and tests can record calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from snipit_cli.criteria.base import Batch, Criterion, ScoringContext
+from snipit_cli.pruning.masks import Masks, apply_masks, compute_masks, count_kept, full_masks
+from snipit_cli.pruning.schedule import count_to_prune, one_shot_schedule, snipit_schedule
+
+
+class Progress(Protocol):
+    """Receives the loop's position; every method is optional to act on."""
+
+    def start_step(self, step: int, n_steps: int, fraction: float, n_batches: int) -> None: ...
+
+    def advance_batch(self) -> None: ...
+
+    def end_step(self, step: int, kept: int, total: int) -> None: ...
+
+
+class NullProgress:
+    """Progress sink that ignores everything (library use, ``--quiet``)."""
+
+    def start_step(self, step: int, n_steps: int, fraction: float, n_batches: int) -> None:
+        pass
+
+    def advance_batch(self) -> None:
+        pass
+
+    def end_step(self, step: int, kept: int, total: int) -> None:
+        pass
+
+
+#: Calibration data for one step: ``batches_for_step(i)`` yields that step's batches.
+BatchSource = Callable[[int], Iterable[Batch]]
+
+
+@dataclass
+class PruneResult:
+    """Masks after the last step plus what each step did."""
+
+    masks: Masks
+    schedule: list[float]
+    kept_per_step: list[int] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(m.numel() for m in self.masks.values())
+
+    @property
+    def achieved_sparsity(self) -> float:
+        return 1.0 - count_kept(self.masks) / self.total
+
+
+def schedule_for(criterion: Criterion, sparsity: float, steps: int) -> list[float]:
+    """SNIP-it schedule for iterative criteria, one step straight to ``sparsity`` otherwise."""
+    return snipit_schedule(sparsity, steps) if criterion.iterative else one_shot_schedule(sparsity)
+
+
+def prune(
+    model: nn.Module,
+    weights: dict[str, nn.Parameter],
+    criterion: Criterion,
+    batches_for_step: BatchSource,
+    schedule: list[float],
+    n_batches: int,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> PruneResult:
+    """Prune ``weights`` of ``model`` in place along ``schedule`` (pruned fractions).
+
+    At every step the criterion scores the network as masked so far, the global top-k over all
+    weights is kept, and already pruned weights stay pruned (monotone masks).
+    """
+    progress = progress or NullProgress()
+    generator = torch.Generator().manual_seed(seed)
+    masks = full_masks(weights)
+    total = sum(w.numel() for w in weights.values())
+    result = PruneResult(masks=masks, schedule=list(schedule))
+    for step, fraction in enumerate(schedule):
+        reads = n_batches if criterion.needs_data else 0
+        progress.start_step(step, len(schedule), fraction, reads)
+        batches = _counted(batches_for_step(step), progress) if reads else ()
+        ctx = ScoringContext(model=model, weights=weights, batches=batches, generator=generator)
+        keep = total - count_to_prune(fraction, total)
+        masks = compute_masks(criterion.score(ctx), masks, keep)
+        apply_masks(weights, masks)
+        result.kept_per_step.append(keep)
+        progress.end_step(step, keep, total)
+    result.masks = masks
+    return result
+
+
+def _counted(batches: Iterable[Batch], progress: Progress) -> Iterator[Batch]:
+    for batch in batches:
+        yield batch
+        progress.advance_batch()

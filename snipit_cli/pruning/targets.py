@@ -1,0 +1,51 @@
+"""Which weights are prunable: Conv/Linear weights, by module name, minus ``--exclude`` patterns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
+
+from torch import nn
+
+from snipit_cli.errors import ModelError
+
+#: Layer types whose ``weight`` is pruned. Biases and norm layers never are.
+PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.Linear,
+)
+
+
+def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every Conv/Linear module with a weight, keyed by its qualified name."""
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, PRUNABLE_TYPES) and isinstance(getattr(m, "weight", None), nn.Parameter)
+    }
+
+
+def is_excluded(name: str, exclude: Sequence[str]) -> bool:
+    """True when a module name matches one of the fnmatch ``exclude`` patterns."""
+    return any(fnmatchcase(name, pattern) for pattern in exclude)
+
+
+def prunable_weights(model: nn.Module, exclude: Sequence[str] = ()) -> dict[str, nn.Parameter]:
+    """Weights that take part in the global ranking, keyed by module name.
+
+    Raises a clear error when nothing is left to prune, e.g. every layer excluded.
+    """
+    weights = {
+        name: m.weight for name, m in prunable_layers(model).items() if not is_excluded(name, exclude)
+    }
+    if not weights:
+        hint = " (all excluded by --exclude)" if prunable_layers(model) else ""
+        raise ModelError(
+            f"the model has no prunable Conv/Linear layer{hint}; check the model or the --exclude patterns"
+        )
+    return weights

@@ -1,0 +1,1 @@
+"""One library call per command: options in, result document out. The CLI only wraps these."""
