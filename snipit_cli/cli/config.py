@@ -5,11 +5,11 @@ Values from the file become defaults, so any flag on the command line overrides 
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 
 from snipit_cli.errors import UsageError
@@ -30,14 +30,15 @@ def read_config(path: Path, allowed: set[str]) -> dict[str, Any]:
     return values
 
 
-def config_callback(ctx: typer.Context, param: click.Parameter, value: Path | None) -> Path | None:
+def config_callback(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
     """Eager callback of ``--config``: merge the file into ``ctx.default_map``."""
     if value is None:
         return None
     allowed = {p.name for p in ctx.command.params if p.name and p.name not in {"config", "debug"}}
     try:
         values = read_config(value, allowed)
-    except UsageError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    except UsageError as exc:  # runs before the command's error boundary: report it the same way
+        sys.stderr.write(f"error: {exc}\n")
+        raise typer.Exit(exc.exit_code) from None
     ctx.default_map = {**(ctx.default_map or {}), **values}
     return value

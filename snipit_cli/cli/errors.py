@@ -39,6 +39,7 @@ def error_boundary(debug: bool) -> Iterator[None]:
         if debug:
             raise
         sys.stderr.write(
-            f"internal error: {type(exc).__name__}: {_one_line(str(exc))} (re-run with --debug for the traceback)\n"
+            f"internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+            "(re-run with --debug for the traceback)\n"
         )
         raise typer.Exit(INTERNAL) from None

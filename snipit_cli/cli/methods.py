@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from snipit_cli.cli import options as opt
 from snipit_cli.cli.errors import error_boundary

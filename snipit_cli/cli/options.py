@@ -43,13 +43,18 @@ Arch = Annotated[
 ]
 ArchKwargs = Annotated[
     str | None,
-    typer.Option(help='JSON keyword arguments for --arch, e.g. \'{"num_classes": 10}\'.', rich_help_panel="Model"),
+    typer.Option(
+        help="JSON keyword arguments for --arch, e.g. '{\"num_classes\": 10}'.", rich_help_panel="Model"
+    ),
 ]
 NumClasses = Annotated[
     int | None, typer.Option(help="Classifier outputs for timm/torchvision models.", rich_help_panel="Model")
 ]
 Pretrained = Annotated[
-    bool, typer.Option(help="Ask timm/torchvision for pretrained weights (needs network or cache).", rich_help_panel="Model")
+    bool,
+    typer.Option(
+        help="Ask timm/torchvision for pretrained weights (needs network or cache).", rich_help_panel="Model"
+    ),
 ]
 TrustPickle = Annotated[
     bool,
@@ -60,7 +65,9 @@ TrustPickle = Annotated[
 ]
 InputSize = Annotated[
     str | None,
-    typer.Option(help="Model input as C,H,W (default: from the model or the dataset).", rich_help_panel="Model"),
+    typer.Option(
+        help="Model input as C,H,W (default: from the model or the dataset).", rich_help_panel="Model"
+    ),
 ]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel="Model")]
 
@@ -68,18 +75,30 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_hel
 Data = Annotated[
     str,
     typer.Option(
-        help="synthetic (no files needed), cifar10, cifar100, mnist, fashionmnist, imagefolder:PATH or a folder.",
+        help="synthetic (no files needed), cifar10, cifar100, mnist, fashionmnist, "
+        "imagefolder:PATH or a folder.",
         rich_help_panel="Data",
     ),
 ]
 DataRoot = Annotated[
     Path | None,
-    typer.Option(help="Folder holding named datasets [default: $SNIPIT_DATA or ~/.cache/snipit/data].", rich_help_panel="Data"),
+    typer.Option(
+        help="Folder holding named datasets [default: $SNIPIT_DATA or ~/.cache/snipit/data].",
+        rich_help_panel="Data",
+    ),
 ]
-Download = Annotated[bool, typer.Option(help="Download a named dataset if it is missing.", rich_help_panel="Data")]
+Download = Annotated[
+    bool, typer.Option(help="Download a named dataset if it is missing.", rich_help_panel="Data")
+]
 BatchSize = Annotated[int, typer.Option(help="Calibration batch size.", rich_help_panel="Data")]
 Batches = Annotated[int, typer.Option(help="Calibration batches per pruning step.", rich_help_panel="Data")]
-Mean = Annotated[str | None, typer.Option(help="Normalisation mean: one value or one per channel.", rich_help_panel="Data")]
-Std = Annotated[str | None, typer.Option(help="Normalisation std: one value or one per channel.", rich_help_panel="Data")]
-Workers = Annotated[int, typer.Option(help="DataLoader worker processes for decoding images.", rich_help_panel="Data")]
+Mean = Annotated[
+    str | None, typer.Option(help="Normalisation mean: one value or one per channel.", rich_help_panel="Data")
+]
+Std = Annotated[
+    str | None, typer.Option(help="Normalisation std: one value or one per channel.", rich_help_panel="Data")
+]
+Workers = Annotated[
+    int, typer.Option(help="DataLoader worker processes for decoding images.", rich_help_panel="Data")
+]
 Seed = Annotated[int, typer.Option(help="Seeds model init, data order, synthetic data and random scores.")]

@@ -55,32 +55,45 @@ class Output:
 
     @contextmanager
     def pruning_progress(self) -> Iterator[Any]:
-        """A rich progress display for the pruning loop, or a silent sink."""
+        """A rich progress display for the pruning loop, or a silent sink.
+
+        The display starts at the first pruning step, so errors while loading the model or the
+        data print as plain lines.
+        """
         if not self.interactive:
             yield NullProgress()
             return
-        columns = (
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=self.err, transient=False) as bar:
-            yield RichPruneProgress(bar)
+        progress = RichPruneProgress(self.err)
+        try:
+            yield progress
+        finally:
+            progress.close()
 
 
 class RichPruneProgress:
     """Adapts the engine's progress protocol to two rich bars: steps and batches of the step."""
 
-    def __init__(self, bar: Progress):
-        self.bar = bar
+    COLUMNS = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+
+    def __init__(self, console: Console):
+        self.bar = Progress(*self.COLUMNS, console=console)
         self.steps = None
         self.batches = None
 
+    def close(self) -> None:
+        if self.steps is not None:
+            self.bar.stop()
+
     def start_step(self, step: int, n_steps: int, fraction: float, n_batches: int) -> None:
         if self.steps is None:
+            self.bar.start()
             self.steps = self.bar.add_task("steps", total=n_steps)
         desc = f"step {step + 1}/{n_steps} -> sparsity {fraction:.4f}"
         if self.batches is None:

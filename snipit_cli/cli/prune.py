@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +21,7 @@ from snipit_cli.pruning.schedule import validate_sparsity
 from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
 
 
-class Split(str, Enum):
+class Split(StrEnum):
     train = "train"
     test = "test"
 
@@ -62,7 +62,9 @@ def prune(
     device: opt.Device = "auto",
     data: opt.Data = "synthetic",
     data_root: opt.DataRoot = None,
-    split: Annotated[Split, typer.Option(help="Dataset split to calibrate on.", rich_help_panel="Data")] = Split.train,
+    split: Annotated[
+        Split, typer.Option(help="Dataset split to calibrate on.", rich_help_panel="Data")
+    ] = Split.train,
     download: opt.Download = False,
     batch_size: opt.BatchSize = 64,
     batches: opt.Batches = 5,
@@ -126,7 +128,9 @@ def _json_object(text: str | None) -> dict[str, Any] | None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"--arch-kwargs is not valid JSON ({exc.msg}); e.g. '{{\"num_classes\": 10}}'") from None
+        raise UsageError(
+            f"--arch-kwargs is not valid JSON ({exc.msg}); e.g. '{{\"num_classes\": 10}}'"
+        ) from None
     if not isinstance(value, dict):
         raise UsageError("--arch-kwargs must be a JSON object, e.g. '{\"num_classes\": 10}'")
     return value
@@ -144,7 +148,11 @@ def summary_table(report: dict[str, Any]) -> Table:
     params = report["params"]
     table.add_section()
     table.add_row(
-        "prunable total", "", "", f"{params['prunable']:,}", f"{params['prunable_nonzero']:,}",
+        "prunable total",
+        "",
+        "",
+        f"{params['prunable']:,}",
+        f"{params['prunable_nonzero']:,}",
         f"{report['sparsity']['achieved']:.4f}",
     )
     table.add_row("all parameters", "", "", f"{params['total']:,}", f"{params['nonzero']:,}", "")

@@ -1,7 +1,12 @@
 """Scoring criteria behind one interface and a registry (``snipit methods`` lists them)."""
 
 from snipit_cli.criteria.base import Batch, Criterion, ScoringContext
-from snipit_cli.criteria.registry import create_criterion, get_criterion, list_criteria, register_criterion
+from snipit_cli.criteria.registry import (
+    create_criterion,
+    get_criterion,
+    list_criteria,
+    register_criterion,
+)
 
 # Importing the modules registers the built-in criteria.
 from snipit_cli.criteria import snip, magnitude, random_  # noqa: E402,F401  isort: skip

@@ -16,6 +16,5 @@ class Random(Criterion):
 
     def score(self, ctx: ScoringContext) -> dict[str, torch.Tensor]:
         return {
-            name: torch.rand(w.shape, generator=ctx.generator).to(w.device)
-            for name, w in ctx.weights.items()
+            name: torch.rand(w.shape, generator=ctx.generator).to(w.device) for name, w in ctx.weights.items()
         }

@@ -204,10 +204,10 @@ class ImageFolderImages(Dataset):
         try:
             self.folder = ImageFolder(str(root))
         except (FileNotFoundError, RuntimeError) as exc:
-            raise DataError(f"{root} is not an image folder (one sub-folder per class of images): {exc}") from exc
-        self.info = DatasetInfo(
-            f"imagefolder:{root}", 3, None, len(self.folder.classes), *IMAGENET_STATS
-        )
+            raise DataError(
+                f"{root} is not an image folder (one sub-folder per class of images): {exc}"
+            ) from exc
+        self.info = DatasetInfo(f"imagefolder:{root}", 3, None, len(self.folder.classes), *IMAGENET_STATS)
 
     def __len__(self) -> int:
         return len(self.folder)

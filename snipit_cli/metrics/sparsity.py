@@ -24,7 +24,7 @@ def layer_rows(model: nn.Module, exclude: Sequence[str] = ()) -> list[dict[str, 
                 "shape": list(w.shape),
                 "params": w.numel(),
                 "nonzero": nonzero,
-                "sparsity": 1.0 - nonzero / w.numel(),
+                "sparsity": (w.numel() - nonzero) / w.numel(),
                 "prunable": not is_excluded(name, exclude),
             }
         )

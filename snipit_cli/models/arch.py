@@ -133,7 +133,9 @@ def _build_code(arch: ArchSpec, require_module_class: bool) -> nn.Module:
     try:
         model = target(**_class_kwargs(arch))
     except TypeError as exc:
-        raise ModelError(f"could not call {arch.name} with {_class_kwargs(arch)}: {exc}; check --arch-kwargs") from exc
+        raise ModelError(
+            f"could not call {arch.name} with {_class_kwargs(arch)}: {exc}; check --arch-kwargs"
+        ) from exc
     if not isinstance(model, nn.Module):
         raise ModelError(f"{arch.name} returned {type(model).__name__}, not an nn.Module")
     return model

@@ -44,7 +44,9 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path} has unreadable snipit metadata: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelError(f"{path} was written by a newer snipit (format {doc.get('format_version')}); upgrade snipit")
+        raise ModelError(
+            f"{path} was written by a newer snipit (format {doc.get('format_version')}); upgrade snipit"
+        )
     return doc
 
 

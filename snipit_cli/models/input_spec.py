@@ -40,7 +40,9 @@ def parse_floats(text: str, option: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise UsageError(f"{option} takes one number or one per channel, comma-separated; got {text!r}") from None
+        raise UsageError(
+            f"{option} takes one number or one per channel, comma-separated; got {text!r}"
+        ) from None
     if option == "--std" and any(v <= 0 for v in values):
         raise UsageError(f"--std values must be positive, got {text!r}")
     return values
@@ -88,7 +90,9 @@ def probe_num_classes(model: nn.Module, size: Size, device: torch.device) -> int
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelError(f"expected (batch, classes) logits from the model, got {shape}; snipit prunes classifiers")
+        raise ModelError(
+            f"expected (batch, classes) logits from the model, got {shape}; snipit prunes classifiers"
+        )
     return int(out.shape[1])
 
 

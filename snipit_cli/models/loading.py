@@ -69,9 +69,7 @@ def resolve_model(
         return _load_safetensors(path, spec, user_arch)
     if path.suffix in PICKLE_SUFFIXES:
         return _load_torch_file(path, spec, user_arch, trust_pickle)
-    raise ModelError(
-        f"cannot tell the format of {spec}; use a .safetensors, .pt, .pth or .th file"
-    )
+    raise ModelError(f"cannot tell the format of {spec}; use a .safetensors, .pt, .pth or .th file")
 
 
 def load_model(

@@ -47,7 +47,9 @@ def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     while isinstance(obj, Mapping) and not _is_tensor_dict(obj):
-        inner = next((obj[k] for k in WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping | nn.Module)), None)
+        inner = next(
+            (obj[k] for k in WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping | nn.Module)), None
+        )
         if inner is None:
             break
         obj = inner.state_dict() if isinstance(inner, nn.Module) else inner
@@ -60,8 +62,10 @@ def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _is_tensor_dict(obj: Mapping) -> bool:
-    return bool(obj) and all(isinstance(k, str) for k in obj) and any(
-        isinstance(v, torch.Tensor) for v in obj.values()
+    return (
+        bool(obj)
+        and all(isinstance(k, str) for k in obj)
+        and any(isinstance(v, torch.Tensor) for v in obj.values())
     )
 
 
@@ -104,7 +108,9 @@ def _tied_aliases(state: Mapping[str, torch.Tensor]) -> dict[str, set[str]]:
     groups: dict[tuple[int, int, tuple[int, ...]], set[str]] = {}
     for name, t in state.items():
         if t.numel():
-            groups.setdefault((t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)), set()).add(name)
+            groups.setdefault(
+                (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)), set()
+            ).add(name)
     return {n: g - {n} for g in groups.values() if len(g) > 1 for n in g}
 
 

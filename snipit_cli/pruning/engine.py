@@ -59,7 +59,7 @@ class PruneResult:
 
     @property
     def achieved_sparsity(self) -> float:
-        return 1.0 - count_kept(self.masks) / self.total
+        return (self.total - count_kept(self.masks)) / self.total
 
 
 def schedule_for(criterion: Criterion, sparsity: float, steps: int) -> list[float]:

@@ -21,7 +21,9 @@ def full_masks(weights: Mapping[str, torch.Tensor]) -> Masks:
     return {name: torch.ones_like(w, dtype=torch.bool) for name, w in weights.items()}
 
 
-def compute_masks(scores: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor], keep: int) -> Masks:
+def compute_masks(
+    scores: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor], keep: int
+) -> Masks:
     """Keep the ``keep`` highest-scoring weights over all layers; already pruned ones stay pruned.
 
     Ties are broken by position (earlier layer in ``scores`` order, then lower flat index wins),

@@ -40,9 +40,7 @@ def prunable_weights(model: nn.Module, exclude: Sequence[str] = ()) -> dict[str,
 
     Raises a clear error when nothing is left to prune, e.g. every layer excluded.
     """
-    weights = {
-        name: m.weight for name, m in prunable_layers(model).items() if not is_excluded(name, exclude)
-    }
+    weights = {name: m.weight for name, m in prunable_layers(model).items() if not is_excluded(name, exclude)}
     if not weights:
         hint = " (all excluded by --exclude)" if prunable_layers(model) else ""
         raise ModelError(

@@ -1,0 +1,185 @@
+"""``snipit prune`` through Typer's CliRunner: outputs, JSON, config files and errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import folder_listing
+from safetensors.torch import load_file
+
+from snipit_cli import load_model
+from snipit_cli.pruning.targets import prunable_layers
+
+REPORT_KEYS = {
+    "snipit_version",
+    "model",
+    "method",
+    "structured",
+    "schedule",
+    "sparsity",
+    "params",
+    "layers",
+    "calibration",
+    "output",
+    "seconds",
+}
+FAST = ("--input-size", "3,8,8", "--batch-size", "4", "--batches", "2", "--steps", "2")
+
+
+def _prune(cli, checkpoint, arch, *extra):
+    return cli("prune", checkpoint, "--arch", arch, *FAST, *extra)
+
+
+def test_json_matches_report_file_and_checkpoint_is_exact(cli, tiny_checkpoint, tiny_arch, tmp_path):
+    result = _prune(cli, tiny_checkpoint, tiny_arch, "--sparsity", "0.8", "-o", "out.safetensors", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc == json.loads((tmp_path / "out.report.json").read_text())
+    assert doc.keys() >= REPORT_KEYS
+    assert {"source", "arch", "input_size"} <= doc["model"].keys()
+    assert {"target", "achieved"} <= doc["sparsity"].keys()
+    assert {"total", "prunable", "nonzero"} <= doc["params"].keys()
+    assert {"data", "batches", "batch_size", "samples"} <= doc["calibration"].keys()
+    assert {"name", "shape", "params", "nonzero", "sparsity"} <= doc["layers"][0].keys()
+    assert doc["schedule"] == pytest.approx([0.5, 0.65, 0.725, 0.8])
+    assert doc["calibration"] | {"passes": 8, "samples": 8} == doc["calibration"]
+
+    tensors = load_file(tmp_path / "out.safetensors")
+    prunable = [tensors[f"{name}.weight"] for name in ("features.0", "features.3", "head")]
+    total = sum(t.numel() for t in prunable)
+    zeros = sum(int((t == 0).sum()) for t in prunable)
+    assert zeros == round(0.8 * total)
+    assert doc["params"]["prunable"] == total and doc["params"]["prunable_nonzero"] == total - zeros
+    assert doc["sparsity"]["achieved"] == zeros / total
+    assert result.stderr == ""  # not a terminal: no progress, no table
+
+
+def test_default_output_names_and_reload(cli, tiny_checkpoint, tiny_arch, tmp_path):
+    result = _prune(cli, tiny_checkpoint, tiny_arch, "--method", "magnitude", "--sparsity", "0.5")
+    assert result.exit_code == 0, result.stderr
+    assert "tiny-pruned.safetensors" in result.stdout
+    assert {"tiny-pruned.safetensors", "tiny-pruned.report.json"} <= folder_listing(tmp_path)
+    model = load_model(tmp_path / "tiny-pruned.safetensors")  # no --arch: read from metadata
+    weights = [m.weight for m in prunable_layers(model).values()]
+    assert sum(int((w == 0).sum()) for w in weights) == round(0.5 * sum(w.numel() for w in weights))
+
+
+def test_same_seed_bit_identical_checkpoints(cli, tiny_checkpoint, tiny_arch, tmp_path):
+    for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
+        result = _prune(cli, tiny_checkpoint, tiny_arch, "--seed", seed, "-o", f"{name}.safetensors")
+        assert result.exit_code == 0, result.stderr
+    a, b, c = (load_file(tmp_path / f"{n}.safetensors") for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k] == 0, c[k] == 0) for k in a)
+
+
+def test_existing_output_needs_force(cli, tiny_checkpoint, tiny_arch, tmp_path):
+    (tmp_path / "out.safetensors").write_bytes(b"precious")
+    result = _prune(cli, tiny_checkpoint, tiny_arch, "-o", "out.safetensors")
+    assert result.exit_code == 2
+    assert "--force" in result.stderr
+    assert (tmp_path / "out.safetensors").read_bytes() == b"precious"
+    result = _prune(cli, tiny_checkpoint, tiny_arch, "-o", "out.safetensors", "--force")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "out.safetensors").read_bytes() != b"precious"
+
+
+def test_config_file_with_flag_override(cli, tiny_checkpoint, tiny_arch, tmp_path):
+    config = tmp_path / "recipe.toml"
+    config.write_text(
+        f'model = "{tiny_checkpoint}"\narch = "{tiny_arch}"\ninput-size = "3,8,8"\nbatch_size = 4\n'
+        'batches = 1\nsteps = 1\nmethod = "snip"\nsparsity = 0.6\nexclude = ["head"]\n'
+        'output = "from-config.safetensors"\n'
+    )
+    result = cli("prune", "--config", config, "--sparsity", "0.7", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["method"] == "snip" and doc["sparsity"]["target"] == 0.7
+    assert doc["exclude"] == ["head"] and doc["output"] == "from-config.safetensors"
+    head = next(r for r in doc["layers"] if r["name"] == "head")
+    assert head["sparsity"] == 0 and not head["prunable"]
+
+
+def test_config_with_unknown_key_is_refused(cli, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('model = "timm:resnet18"\nsparsityy = 0.5\n')
+    result = cli("prune", "--config", config)
+    assert result.exit_code == 2
+    assert "sparsityy" in result.stderr
+    assert folder_listing(tmp_path) == {"bad.toml"}
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[2] / "sample_configs").glob("*.toml")))
+def test_sample_configs_run_as_they_are(cli, recipe, tmp_path):
+    result = cli("prune", "--config", recipe, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (tmp_path / doc["output"]).is_file()
+    assert doc["sparsity"]["achieved"] == pytest.approx(doc["sparsity"]["target"], abs=1e-6)
+
+
+ERRORS = [
+    (("timm:resnet18", "--sparsity", "1.5"), "--sparsity must be a fraction"),
+    (("timm:resnet18", "--sparsity", "0"), "--sparsity must be a fraction"),
+    (("timm:resnet19",), "did you mean resnet18"),
+    (("timm:resnet18", "--method", "nope"), "unknown method 'nope'"),
+    (("missing.pt", "--arch", "timm:resnet18"), "no such file 'missing.pt'"),
+    (("timm:resnet18", "--data", "cifar10"), "--download"),
+    (("timm:resnet18", "--input-size", "3,32"), "--input-size must be C,H,W"),
+    (("timm:resnet18", "--input-size", "1,32,32"), "does not accept inputs of shape (1, 32, 32)"),
+    (("timm:resnet18", "--data", "nowhere/at/all"), "unknown --data"),
+    (("timm:resnet18", "--arch-kwargs", "{bad"), "--arch-kwargs is not valid JSON"),
+    (("timm:resnet18", "--exclude", "*"), "no prunable Conv/Linear layer"),
+    (("timm:resnet18", "-o", "out.pt"), "must end in .safetensors"),
+    (("timm:resnet18", "-o", "no/such/dir/out.safetensors"), "does not exist"),
+    (("timm:resnet18", "--device", "cuda"), "no CUDA GPU"),
+]
+
+
+@pytest.mark.parametrize(("args", "fragment"), ERRORS, ids=[e[1][:30] for e in ERRORS])
+def test_errors_exit_2_with_one_line_and_no_files(cli, tmp_path, args, fragment):
+    before = folder_listing(tmp_path)
+    result = cli("prune", *args, "--batches", "1", "--batch-size", "2", "--steps", "0")
+    assert result.exit_code == 2, result.stderr
+    assert fragment in result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert folder_listing(tmp_path) == before
+
+
+def test_state_dict_that_does_not_fit_the_arch(cli, tiny_checkpoint, tiny_arch, tmp_path):
+    before = folder_listing(tmp_path)
+    result = cli("prune", tiny_checkpoint, "--arch", tiny_arch, "--arch-kwargs", '{"num_classes": 9}')
+    assert result.exit_code == 2
+    assert "head.weight (5, 8) vs (9, 8)" in result.stderr
+    assert folder_listing(tmp_path) == before
+
+
+def test_pickled_module_refused_without_flag(cli, tmp_path):
+    from tiny_models import TinyCNN
+
+    torch.save(TinyCNN(), tmp_path / "whole.pt")
+    before = folder_listing(tmp_path)
+    result = cli("prune", "whole.pt", *FAST)
+    assert result.exit_code == 2 and "--trust-pickle" in result.stderr
+    assert folder_listing(tmp_path) == before
+    result = cli("prune", "whole.pt", *FAST, "--trust-pickle", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["model"]["arch"] is None
+
+
+def test_debug_shows_the_traceback(cli):
+    from snipit_cli.errors import ModelError
+
+    with pytest.raises(ModelError):
+        cli("prune", "timm:resnet19", "--debug")
+
+
+def test_methods_lists_the_registry(cli):
+    result = cli("methods", "--json")
+    assert result.exit_code == 0
+    names = [m["name"] for m in json.loads(result.stdout)]
+    assert {"snip-it", "snip", "magnitude", "random"} <= set(names)
+    human = cli("methods").stdout
+    assert "snip-it" in human and "Verdenius" in human
