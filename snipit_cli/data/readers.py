@@ -85,9 +85,12 @@ class _ArrayUnpickler(pickle.Unpickler):
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),  # protocol 5 (Python 3.14's default)
+        ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("_codecs", "encode"),
+        ("builtins", "bytearray"),
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -119,14 +122,22 @@ def read_cifar(name: str, root: Path, split: str, download: bool) -> TensorImage
         )
     images, labels = [], []
     for f in files:
-        batch = _unpickle(f)
-        try:
-            data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            labels.extend(int(v) for v in batch[layout.label_key])
-        except (KeyError, ValueError) as exc:
-            raise DataError(f"{f} is not a valid {name} batch: {exc!r}") from exc
+        data, batch_labels = _cifar_arrays(_unpickle(f), name, layout.label_key, f)
         images.append(torch.from_numpy(data))
+        labels.extend(batch_labels)
     return TensorImages(torch.cat(images), torch.tensor(labels), layout.info)
+
+
+def _cifar_arrays(batch: Any, name: str, label_key: str, path: Path) -> tuple[np.ndarray, list[int]]:
+    """The (N, 3, 32, 32) images and N labels of one batch, or a DataError naming the file."""
+    try:
+        data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = [int(v) for v in batch[label_key]]
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise DataError(f"{path} is not a valid {name} batch: {exc!r}") from exc
+    if len(labels) != len(data):
+        raise DataError(f"{path} is not a valid {name} batch: {len(data)} images but {len(labels)} labels")
+    return data, labels
 
 
 # ---------------------------------------------------------------- MNIST
@@ -186,7 +197,7 @@ def _read_idx(path: Path, reader: Callable[[str], torch.Tensor]) -> torch.Tensor
             with gzip.open(path, "rb") as src:
                 plain.write_bytes(src.read())
             return reader(str(plain))
-    except (OSError, AssertionError, RuntimeError, ValueError, EOFError) as exc:
+    except (OSError, AssertionError, RuntimeError, ValueError, EOFError, TypeError, KeyError) as exc:
         raise DataError(f"{path} is not a valid idx file: {exc or type(exc).__name__}") from exc
 
 

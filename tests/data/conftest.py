@@ -102,9 +102,7 @@ def make_cifar(tmp_path: Path) -> Callable[..., dict[str, WrittenSplit]]:
 def make_mnist() -> Callable[..., WrittenSplit]:
     """Write an MNIST-format split (images and labels idx files) into a given folder."""
 
-    def make(
-        folder: Path, prefix: str = "t10k", n: int = 4, gz: bool = True, seed: int = 0
-    ) -> WrittenSplit:
+    def make(folder: Path, prefix: str = "t10k", n: int = 4, gz: bool = True, seed: int = 0) -> WrittenSplit:
         rng = np.random.default_rng(seed)
         images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, n, dtype=np.uint8)

@@ -35,9 +35,7 @@ def test_cifar10_test_split_decodes_images_and_labels(tmp_path: Path, make_cifar
     assert (ds.info.channels, ds.info.size, ds.info.num_classes) == (3, (32, 32), 10)
 
 
-def test_cifar_layout_is_red_green_blue_planes_row_major(
-    tmp_path: Path, cifar_batch_writer
-) -> None:
+def test_cifar_layout_is_red_green_blue_planes_row_major(tmp_path: Path, cifar_batch_writer) -> None:
     row = np.zeros(3072, dtype=np.uint8)
     row[0 * 1024 + 0 * 32 + 1] = 200  # red, row 0, column 1
     row[1 * 1024 + 2 * 32 + 0] = 100  # green, row 2, column 0
@@ -152,15 +150,7 @@ def test_cifar_pickle_with_code_is_refused_without_running_it(tmp_path: Path, pa
     [
         2,
         4,
-        pytest.param(
-            5,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=DataError,
-                reason="BUG: protocol 5 pickles numpy arrays with numpy._core.numeric._frombuffer, "
-                "which _ArrayUnpickler.ALLOWED does not list (Python 3.14's default protocol)",
-            ),
-        ),
+        5,  # numpy arrays go through numpy._core.numeric._frombuffer (Python 3.14's default)
     ],
 )
 def test_cifar_batches_written_with_any_pickle_protocol_are_read(
@@ -186,9 +176,7 @@ def test_cifar_batch_of_wrong_size_is_a_data_error(tmp_path: Path, cifar_batch_w
         read_cifar("cifar10", tmp_path, "test", download=False)
 
 
-def test_cifar100_batch_without_fine_labels_is_a_data_error(
-    tmp_path: Path, cifar_batch_writer
-) -> None:
+def test_cifar100_batch_without_fine_labels_is_a_data_error(tmp_path: Path, cifar_batch_writer) -> None:
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
     # A CIFAR-10 style batch put where CIFAR-100 is expected.
@@ -207,12 +195,6 @@ def test_cifar_file_that_is_not_a_pickle_is_a_data_error(tmp_path: Path) -> None
         read_cifar("cifar10", tmp_path, "test", download=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG: readers.py:126 catches KeyError/ValueError only; a pickle that is not a dict "
-    "raises TypeError from batch['data']",
-)
 def test_cifar_pickle_that_is_not_a_dict_is_a_data_error(tmp_path: Path) -> None:
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
@@ -222,11 +204,6 @@ def test_cifar_pickle_that_is_not_a_dict_is_a_data_error(tmp_path: Path) -> None
         read_cifar("cifar10", tmp_path, "test", download=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: read_cifar does not check that a batch has as many labels as images; the "
-    "dataset's length comes from the labels and indexing past the images raises IndexError",
-)
 def test_cifar_labels_and_images_must_match_in_number(tmp_path: Path, cifar_batch_writer) -> None:
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
@@ -341,9 +318,7 @@ def test_mnist_corrupt_idx_is_a_data_error_naming_the_file(
 
 
 @pytest.mark.parametrize("kind", ["not gzip", "cut-off gzip"])
-def test_mnist_corrupt_gzip_is_a_data_error(
-    tmp_path: Path, make_mnist, idx_writer, kind: str
-) -> None:
+def test_mnist_corrupt_gzip_is_a_data_error(tmp_path: Path, make_mnist, idx_writer, kind: str) -> None:
     raw = tmp_path / "MNIST" / "raw"
     make_mnist(raw, n=4, gz=True)
     bad = raw / "t10k-labels-idx1-ubyte.gz"
@@ -356,20 +331,11 @@ def test_mnist_corrupt_gzip_is_a_data_error(
     assert str(bad) in str(info.value)
 
 
-def _idx_bug(escapes: type) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(
-        strict=True,
-        raises=escapes,
-        reason=f"BUG: readers.py:189 (_read_idx) does not catch the {escapes.__name__} that "
-        "torchvision's idx reader raises for this header",
-    )
-
-
 @pytest.mark.parametrize(
     "magic",
     [
-        pytest.param(0x00000903, marks=_idx_bug(TypeError), id="int8 payload"),
-        pytest.param(0x00000A03, marks=_idx_bug(KeyError), id="unknown type code 0x0A"),
+        pytest.param(0x00000903, id="int8 payload"),  # torchvision raises TypeError
+        pytest.param(0x00000A03, id="unknown type code 0x0A"),  # torchvision raises KeyError
     ],
 )
 def test_mnist_idx_of_another_type_is_a_data_error(

@@ -70,9 +70,7 @@ def test_bare_existing_file_is_not_an_image_folder(tmp_path: Path) -> None:
         parse_data_spec(str(tmp_path / "data.csv"))
 
 
-def test_default_data_root_honours_snipit_data(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_default_data_root_honours_snipit_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SNIPIT_DATA", str(tmp_path / "somewhere"))
 
     assert default_data_root() == tmp_path / "somewhere"
