@@ -39,8 +39,8 @@ def cli():
 
 @pytest.fixture
 def tiny_arch() -> str:
-    """``--arch`` spec of the tiny CNN by file path."""
-    return f"{TINY_MODELS}:TinyCNN"
+    """``--arch`` spec of the tiny CNN as an importable module (pytest puts tests/ on the path)."""
+    return "tiny_models:TinyCNN"
 
 
 @pytest.fixture

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
+from snipit_cli.cli.errors import INTERRUPTED, report_error
 from snipit_cli.cli.methods import methods
 from snipit_cli.cli.prune import EXAMPLES, prune
 
@@ -24,5 +27,17 @@ def _root() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="snipit")
+    """Console-script entry point.
+
+    Click's own usage errors (``--sparsity abc``, an unknown flag) are printed in the same one-line
+    format as snipit's errors instead of Typer's multi-line box.
+    """
+    try:
+        code = app(prog_name="snipit", standalone_mode=False)
+    except typer.TyperException as exc:  # click's usage errors, as Typer re-exports them
+        report_error(f"{exc.format_message()} (see snipit --help)")
+        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        sys.stderr.write("interrupted; nothing was written\n")
+        sys.exit(INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)

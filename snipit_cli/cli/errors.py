@@ -18,6 +18,11 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def report_error(message: str) -> None:
+    """The one format of every error line: ``error: <problem and fix>``."""
+    sys.stderr.write(f"error: {_one_line(message)}\n")
+
+
 @contextmanager
 def error_boundary(debug: bool) -> Iterator[None]:
     """Run a command body; translate failures into a message and an exit code."""
@@ -28,7 +33,7 @@ def error_boundary(debug: bool) -> Iterator[None]:
     except SnipitError as exc:
         if debug:
             raise
-        sys.stderr.write(f"error: {_one_line(str(exc))}\n")
+        report_error(str(exc))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         if debug:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,11 +12,9 @@ from rich.table import Table
 from snipit_cli.cli import options as opt
 from snipit_cli.cli.errors import error_boundary
 from snipit_cli.cli.output import Output
+from snipit_cli.cli.parsing import parse_floats, parse_input_size, parse_json_object
 from snipit_cli.data.build import DataOptions
 from snipit_cli.data.specs import default_data_root, parse_data_spec
-from snipit_cli.errors import UsageError
-from snipit_cli.models.input_spec import parse_floats, parse_input_size
-from snipit_cli.pruning.schedule import validate_sparsity
 from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
 
 
@@ -85,7 +82,7 @@ def prune(
             model=ModelOptions(
                 spec=model,
                 arch=arch,
-                arch_kwargs=_json_object(arch_kwargs),
+                arch_kwargs=parse_json_object(arch_kwargs, "--arch-kwargs"),
                 num_classes=num_classes,
                 pretrained=pretrained,
                 trust_pickle=trust_pickle,
@@ -100,11 +97,11 @@ def prune(
                 batches=batches,
                 seed=seed,
                 mean=parse_floats(mean, "--mean") if mean else None,
-                std=parse_floats(std, "--std") if std else None,
+                std=parse_floats(std, "--std", positive=True) if std else None,
                 workers=workers,
             ),
             method=method,
-            sparsity=validate_sparsity(sparsity),
+            sparsity=sparsity,
             steps=steps,
             exclude=list(exclude or []),
             seed=seed,
@@ -114,26 +111,12 @@ def prune(
             force=force,
         )
         with out.pruning_progress() as progress:
-            result = run_prune(request, progress)
+            result = run_prune(request, progress).report
         for note in result["notes"]:
             out.note(note)
         out.table(summary_table(result))
         achieved = result["sparsity"]["achieved"]
         out.result(result, f"wrote {result['output']} (sparsity {achieved:.4f}) and {result['report']}")
-
-
-def _json_object(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"--arch-kwargs is not valid JSON ({exc.msg}); e.g. '{{\"num_classes\": 10}}'"
-        ) from None
-    if not isinstance(value, dict):
-        raise UsageError("--arch-kwargs must be a JSON object, e.g. '{\"num_classes\": 10}'")
-    return value
 
 
 def summary_table(report: dict[str, Any]) -> Table:

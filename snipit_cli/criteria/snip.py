@@ -54,9 +54,12 @@ def accumulate_gradients(ctx: ScoringContext) -> dict[str, torch.Tensor]:
                     f"loss is {loss.item()} on calibration batch {n_batches}; check the input "
                     "normalisation (--mean/--std) and the model's weights"
                 )
-            batch_grads = torch.autograd.grad(loss, list(ctx.weights.values()))
+            # allow_unused: layers the eval-mode forward skips (e.g. auxiliary heads) get no
+            # gradient; they score zero rather than failing the run.
+            batch_grads = torch.autograd.grad(loss, list(ctx.weights.values()), allow_unused=True)
             for acc, g in zip(grads.values(), batch_grads, strict=True):
-                acc.add_(g)
+                if g is not None:
+                    acc.add_(g)
     if n_batches == 0:
         raise NumericsError("no calibration batch was read; check --batches and the dataset")
     return grads

@@ -31,11 +31,18 @@ class DataOptions:
     std: tuple[float, ...] | None = None
     workers: int = 0
 
+    def __post_init__(self) -> None:
+        """Check counts and split before any model or data is loaded."""
+        if self.split not in SPLITS:
+            raise UsageError(f"--split must be train or test, got {self.split!r}")
+        if self.batch_size < 1 or self.batches < 1:
+            raise UsageError("--batches and --batch-size must be at least 1")
+        if self.workers < 0:
+            raise UsageError("--workers must be 0 or more")
+
 
 def open_dataset(options: DataOptions) -> Dataset | None:
     """The dataset behind ``options.spec`` (None for synthetic data)."""
-    if options.split not in SPLITS:
-        raise UsageError(f"--split must be train or test, got {options.split!r}")
     if options.spec.kind == "synthetic":
         return None
     return read_dataset(options.spec.kind, options.root, options.split, options.download, options.spec.path)

@@ -12,11 +12,17 @@ from snipit_cli.pruning.targets import is_excluded, prunable_layers
 
 
 def layer_rows(model: nn.Module, exclude: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """One row per Conv/Linear layer: name, type, weight shape, params, nonzero, sparsity."""
+    """One row per Conv/Linear layer: name, type, weight shape, params, nonzero, sparsity.
+
+    A layer whose weight is tied to an earlier one says so (``tied_to``) and is not prunable
+    itself, so totals count the shared tensor once.
+    """
     rows = []
+    owner: dict[int, str] = {}
     for name, layer in prunable_layers(model).items():
         w = layer.weight.detach()
         nonzero = int(torch.count_nonzero(w))
+        tied_to = owner.setdefault(id(layer.weight), name)
         rows.append(
             {
                 "name": name,
@@ -25,7 +31,8 @@ def layer_rows(model: nn.Module, exclude: Sequence[str] = ()) -> list[dict[str, 
                 "params": w.numel(),
                 "nonzero": nonzero,
                 "sparsity": (w.numel() - nonzero) / w.numel(),
-                "prunable": not is_excluded(name, exclude),
+                "prunable": not is_excluded(name, exclude) and tied_to == name,
+                **({"tied_to": tied_to} if tied_to != name else {}),
             }
         )
     return rows

@@ -63,11 +63,12 @@ def parse_arch(spec: str, kwargs: dict[str, Any] | None = None, num_classes: int
     return ArchSpec("code", f"{module}:{attr}", dict(kwargs or {}), num_classes)
 
 
-def build_model(arch: ArchSpec, pretrained: bool = False, require_module_class: bool = False) -> nn.Module:
+def build_model(arch: ArchSpec, pretrained: bool = False, from_checkpoint: bool = False) -> nn.Module:
     """A freshly initialised model (or the library's pretrained weights with ``pretrained``).
 
-    ``require_module_class`` refuses code specs that name a plain function: used when the spec
-    comes from a checkpoint's metadata, so a file cannot make snipit call arbitrary functions.
+    ``from_checkpoint`` marks a spec read from a checkpoint's metadata rather than typed by the
+    user. Then a file cannot make snipit run code: ``.py`` paths are refused and an importable
+    ``module:attr`` is only called when it is an ``nn.Module`` class; ``--arch`` confirms either.
     """
     if arch.kind == "timm":
         return _build_timm(arch, pretrained)
@@ -75,7 +76,7 @@ def build_model(arch: ArchSpec, pretrained: bool = False, require_module_class: 
         return _build_torchvision(arch, pretrained)
     if pretrained:
         raise UsageError("--pretrained applies to timm: and torchvision: models only")
-    return _build_code(arch, require_module_class)
+    return _build_code(arch, from_checkpoint)
 
 
 def _class_kwargs(arch: ArchSpec) -> dict[str, Any]:
@@ -88,8 +89,18 @@ def _build_timm(arch: ArchSpec, pretrained: bool) -> nn.Module:
 
     if not timm.is_model(arch.name):
         raise ModelError(f"unknown timm model {arch.name!r}{_close_matches(arch.name, timm.list_models())}")
+    kwargs = _class_kwargs(arch)
     try:
-        return timm.create_model(arch.name, pretrained=pretrained, **_class_kwargs(arch))
+        if not pretrained and "zero_init_last" not in kwargs:
+            # timm zero-initialises the last norm of each residual branch by default. Then no
+            # gradient reaches the branch at init, gradient criteria score it all zero and prune
+            # it whole; the networks SNIP/SNIP-it prune at init have no such zero-init.
+            try:
+                return timm.create_model(arch.name, pretrained=False, zero_init_last=False, **kwargs)
+            except TypeError as exc:
+                if "zero_init_last" not in str(exc):
+                    raise
+        return timm.create_model(arch.name, pretrained=pretrained, **kwargs)
     except Exception as exc:  # timm raises many types; the user needs one sentence
         raise _build_error(arch, pretrained, exc) from exc
 
@@ -122,10 +133,16 @@ def _close_matches(name: str, known: list[str]) -> str:
     return f"; did you mean {', '.join(matches)}?" if matches else "; no close match"
 
 
-def _build_code(arch: ArchSpec, require_module_class: bool) -> nn.Module:
-    target = _import_callable(arch.name)
+def _build_code(arch: ArchSpec, from_checkpoint: bool) -> nn.Module:
+    origin = "the checkpoint's metadata" if from_checkpoint else "--arch"
+    if from_checkpoint and arch.name.rpartition(":")[0].endswith(".py"):
+        raise ModelError(
+            f"the checkpoint's architecture is the code file {arch.name}; snipit does not run files "
+            f"named by a checkpoint: pass --arch {arch.name} to confirm"
+        )
+    target = _import_callable(arch.name, origin)
     is_class = isinstance(target, type) and issubclass(target, nn.Module)
-    if require_module_class and not is_class:
+    if from_checkpoint and not is_class:
         raise ModelError(
             f"the checkpoint names {arch.name!r} as its arch, which is not an nn.Module class; "
             f"snipit does not call functions named inside a file: pass --arch {arch.name} to confirm"
@@ -141,7 +158,7 @@ def _build_code(arch: ArchSpec, require_module_class: bool) -> nn.Module:
     return model
 
 
-def _import_callable(spec: str) -> Any:
+def _import_callable(spec: str, origin: str) -> Any:
     module_name, _, attr = spec.rpartition(":")
     if module_name.endswith(".py"):
         module = _import_file(Path(module_name))
@@ -150,12 +167,13 @@ def _import_callable(spec: str) -> Any:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise ModelError(
-                f"cannot import {module_name!r} for --arch {spec}: {exc}; install it or put it on PYTHONPATH"
+                f"cannot import {module_name!r} (named by {origin}): {exc}; "
+                "install it or put it on PYTHONPATH"
             ) from exc
     try:
         return getattr(module, attr)
     except AttributeError:
-        raise ModelError(f"{module_name!r} has no attribute {attr!r} (from --arch {spec})") from None
+        raise ModelError(f"{module_name!r} has no attribute {attr!r} (named by {origin})") from None
 
 
 def _import_file(path: Path) -> Any:

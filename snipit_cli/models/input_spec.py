@@ -24,30 +24,6 @@ class InputSpec:
     source: str = ""
 
 
-def parse_input_size(text: str) -> Size:
-    """``"3,32,32"`` -> (3, 32, 32), or a usage error saying what is expected."""
-    try:
-        size = tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        size = ()
-    if len(size) != 3 or min(size) < 1:
-        raise UsageError(f"--input-size must be C,H,W with positive integers (e.g. 3,32,32), got {text!r}")
-    return size  # type: ignore[return-value]
-
-
-def parse_floats(text: str, option: str) -> tuple[float, ...]:
-    """``"0.5"`` or ``"0.5,0.4,0.3"`` -> floats, for --mean/--std."""
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise UsageError(
-            f"{option} takes one number or one per channel, comma-separated; got {text!r}"
-        ) from None
-    if option == "--std" and any(v <= 0 for v in values):
-        raise UsageError(f"--std values must be positive, got {text!r}")
-    return values
-
-
 def library_input_spec(model: nn.Module, arch: ArchSpec | None) -> InputSpec | None:
     """What the model's library says: timm's data config, or torchvision's weights preset."""
     if arch is not None and arch.kind == "timm" or getattr(model, "pretrained_cfg", None):

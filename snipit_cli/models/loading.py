@@ -90,6 +90,13 @@ def load_model(
     return loaded.model.eval()
 
 
+def _class_spec(model: nn.Module) -> ArchSpec:
+    """``module:Class`` of a trusted pickled model: pickle itself found the class by that name,
+    so the pruned checkpoint can name it too (rebuilt with no arguments, or with --arch-kwargs)."""
+    cls = type(model)
+    return ArchSpec("code", f"{cls.__module__}:{cls.__qualname__}")
+
+
 def _load_safetensors(path: Path, spec: str, user_arch: ArchSpec | None) -> LoadedModel:
     metadata = read_metadata(path)
     arch = user_arch
@@ -101,7 +108,7 @@ def _load_safetensors(path: Path, spec: str, user_arch: ArchSpec | None) -> Load
             f"{spec} holds only tensors and no snipit metadata; say which model they belong to "
             "with --arch timm:NAME, torchvision:NAME or module:callable"
         )
-    model = build_model(arch, require_module_class=user_arch is None)
+    model = build_model(arch, from_checkpoint=user_arch is None)
     fit_state_dict(model, read_tensors(path), what=spec)
     return LoadedModel(model, spec, arch, metadata, path)
 
@@ -109,7 +116,7 @@ def _load_safetensors(path: Path, spec: str, user_arch: ArchSpec | None) -> Load
 def _load_torch_file(path: Path, spec: str, user_arch: ArchSpec | None, trust_pickle: bool) -> LoadedModel:
     obj = read_torch_file(path, trust_pickle)
     if isinstance(obj, nn.Module) and user_arch is None:
-        return LoadedModel(obj, spec, None, None, path)
+        return LoadedModel(obj, spec, _class_spec(obj), None, path)
     if user_arch is None:
         raise ModelError(
             f"{spec} holds a state_dict; say which model it belongs to with --arch "

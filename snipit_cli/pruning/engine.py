@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from snipit_cli.criteria.base import Batch, Criterion, ScoringContext
-from snipit_cli.pruning.masks import Masks, apply_masks, compute_masks, count_kept, full_masks
+from snipit_cli.pruning.masks import Masks, apply_masks, compute_masks, count_kept
 from snipit_cli.pruning.schedule import count_to_prune, one_shot_schedule, snipit_schedule
 
 
@@ -52,6 +52,8 @@ class PruneResult:
     masks: Masks
     schedule: list[float]
     kept_per_step: list[int] = field(default_factory=list)
+    #: Layers whose alive weights all scored exactly zero at some step (no gradient reached them).
+    zero_score_layers: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -79,12 +81,13 @@ def prune(
 ) -> PruneResult:
     """Prune ``weights`` of ``model`` in place along ``schedule`` (pruned fractions).
 
-    At every step the criterion scores the network as masked so far, the global top-k over all
-    weights is kept, and already pruned weights stay pruned (monotone masks).
+    Weights that are already zero count as pruned, so pruning a pruned checkpoint again only
+    removes more. At every step the criterion scores the network as masked so far, the global
+    top-k over all weights is kept, and pruned weights stay pruned (monotone masks).
     """
     progress = progress or NullProgress()
     generator = torch.Generator().manual_seed(seed)
-    masks = full_masks(weights)
+    masks = current_masks(weights)
     total = sum(w.numel() for w in weights.values())
     result = PruneResult(masks=masks, schedule=list(schedule))
     for step, fraction in enumerate(schedule):
@@ -92,13 +95,27 @@ def prune(
         progress.start_step(step, len(schedule), fraction, reads)
         batches = _counted(batches_for_step(step), progress) if reads else ()
         ctx = ScoringContext(model=model, weights=weights, batches=batches, generator=generator)
-        keep = total - count_to_prune(fraction, total)
-        masks = compute_masks(criterion.score(ctx), masks, keep)
+        scores = criterion.score(ctx)
+        _record_zero_scores(scores, masks, result.zero_score_layers)
+        keep = min(total - count_to_prune(fraction, total), count_kept(masks))
+        masks = compute_masks(scores, masks, keep)
         apply_masks(weights, masks)
         result.kept_per_step.append(keep)
         progress.end_step(step, keep, total)
     result.masks = masks
     return result
+
+
+def current_masks(weights: dict[str, nn.Parameter]) -> Masks:
+    """What is alive now: every nonzero weight."""
+    return {name: w.detach() != 0 for name, w in weights.items()}
+
+
+def _record_zero_scores(scores: Masks, masks: Masks, seen: list[str]) -> None:
+    for name, s in scores.items():
+        alive = masks[name]
+        if name not in seen and alive.any() and not s[alive].any():
+            seen.append(name)
 
 
 def _counted(batches: Iterable[Batch], progress: Progress) -> Iterator[Batch]:

@@ -40,7 +40,12 @@ def prunable_weights(model: nn.Module, exclude: Sequence[str] = ()) -> dict[str,
 
     Raises a clear error when nothing is left to prune, e.g. every layer excluded.
     """
-    weights = {name: m.weight for name, m in prunable_layers(model).items() if not is_excluded(name, exclude)}
+    weights: dict[str, nn.Parameter] = {}
+    seen: set[int] = set()
+    for name, m in prunable_layers(model).items():
+        if not is_excluded(name, exclude) and id(m.weight) not in seen:  # a tied weight ranks once
+            seen.add(id(m.weight))
+            weights[name] = m.weight
     if not weights:
         hint = " (all excluded by --exclude)" if prunable_layers(model) else ""
         raise ModelError(

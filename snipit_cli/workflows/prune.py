@@ -9,18 +9,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 import snipit_cli
-from snipit_cli.criteria import create_criterion
+from snipit_cli.criteria import Criterion, create_criterion
 from snipit_cli.data.build import DataOptions, calibration_data, dataset_input_spec, open_dataset
+from snipit_cli.data.calibration import CalibrationData
 from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.fileio import check_writable, write_text_atomic
 from snipit_cli.metrics.sparsity import layer_rows, param_totals
 from snipit_cli.models.checkpoint import save_checkpoint
 from snipit_cli.models.input_spec import InputSpec, Size, library_input_spec, probe_num_classes
 from snipit_cli.models.loading import LoadedModel, resolve_model
-from snipit_cli.pruning.engine import Progress, prune, schedule_for
+from snipit_cli.pruning.engine import Progress, PruneResult, current_masks, prune, schedule_for
+from snipit_cli.pruning.masks import count_kept
 from snipit_cli.pruning.targets import prunable_weights
+
+#: Report keys that describe the run rather than the checkpoint; the metadata omits them.
+RUN_ONLY_KEYS = ("params", "layers", "output", "report", "device", "notes", "seconds")
 
 
 @dataclass
@@ -53,27 +59,64 @@ class PruneRequest:
     force: bool = False
 
 
-def run_prune(request: PruneRequest, progress: Progress | None = None) -> dict[str, Any]:
-    """Prune, write the checkpoint and the report; return the report document."""
+@dataclass
+class PruneOutcome:
+    """The pruned model (on the CPU, as saved) and the report document."""
+
+    model: nn.Module
+    report: dict[str, Any]
+
+
+def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneOutcome:
+    """Prune, write the checkpoint and the report; return the model and the report."""
     started = time.perf_counter()
     criterion = create_criterion(request.method)
     schedule = schedule_for(criterion, request.sparsity, request.steps)
+    device = resolve_device(request.device)
     torch.manual_seed(request.seed)  # model initialisation is part of what --seed fixes
     loaded = load(request.model)
     output, report_path = output_paths(request, loaded)
-    device = resolve_device(request.device)
 
-    dataset = open_dataset(request.data)
+    # Data-free criteria never open the dataset (it need not even exist).
+    dataset = open_dataset(request.data) if criterion.needs_data else None
     model_input = resolve_input_spec(request.model.input_size, loaded, dataset_input_spec(dataset))
     model = loaded.model.to(device)
     num_classes = probe_num_classes(model, model_input.size, device)
     data = calibration_data(request.data, dataset, model_input, num_classes, device)
     weights = prunable_weights(model, request.exclude)
+    _check_not_sparser_already(weights, request.sparsity, loaded.source)
 
     result = prune(model, weights, criterion, data.batches, schedule, data.n_batches, request.seed, progress)
     model.to("cpu")
 
-    document = {
+    document = checkpoint_document(loaded, model_input, num_classes, criterion, result, request, data)
+    save_checkpoint(model, output, document)
+    rows = layer_rows(model, request.exclude)
+    report = {
+        **document,
+        "params": param_totals(model, rows),
+        "layers": rows,
+        "output": str(output),
+        "report": str(report_path),
+        "device": str(device),
+        "notes": data.notes + _zero_score_notes(result),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
+    return PruneOutcome(model, report)
+
+
+def checkpoint_document(
+    loaded: LoadedModel,
+    model_input: InputSpec,
+    num_classes: int,
+    criterion: Criterion,
+    result: PruneResult,
+    request: PruneRequest,
+    data: CalibrationData,
+) -> dict[str, Any]:
+    """The JSON stored in the checkpoint's metadata: how to rebuild the model and what was done."""
+    return {
         "snipit_version": snipit_cli.__version__,
         "model": {
             "source": loaded.source,
@@ -91,22 +134,8 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> dict[s
         "sparsity": {"target": request.sparsity, "achieved": result.achieved_sparsity},
         "exclude": list(request.exclude),
         "seed": request.seed,
-        "calibration": _calibration_doc(data.describe(), request.data, criterion.needs_data, len(schedule)),
+        "calibration": _calibration_doc(data, request.data, criterion.needs_data, len(result.schedule)),
     }
-    save_checkpoint(model, output, document)
-    rows = layer_rows(model, request.exclude)
-    report = {
-        **document,
-        "params": param_totals(model, rows),
-        "layers": rows,
-        "output": str(output),
-        "report": str(report_path),
-        "device": str(device),
-        "notes": data.notes,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
-    return report
 
 
 def load(options: ModelOptions) -> LoadedModel:
@@ -158,25 +187,55 @@ def resolve_input_spec(explicit: Size | None, loaded: LoadedModel, from_data: In
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; an unavailable device is a usage error."""
+    """``auto`` picks CUDA when present; an unavailable device is a usage error.
+
+    On CUDA, cuDNN is put in deterministic mode so the same seed gives the same masks.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
         raise UsageError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     return device
 
 
+def _check_not_sparser_already(weights: dict[str, nn.Parameter], target: float, source: str) -> None:
+    masks = current_masks(weights)
+    total = sum(m.numel() for m in masks.values())
+    already = (total - count_kept(masks)) / total
+    if already > target:
+        raise UsageError(
+            f"{source} is already {already:.4f} sparse (zero weights count as pruned); "
+            f"ask for a --sparsity above that"
+        )
+
+
+def _zero_score_notes(result: PruneResult) -> list[str]:
+    if not result.zero_score_layers:
+        return []
+    names = ", ".join(result.zero_score_layers[:5])
+    more = f" and {len(result.zero_score_layers) - 5} more" if len(result.zero_score_layers) > 5 else ""
+    return [
+        f"layers {names}{more} scored exactly zero (no gradient reaches them: unused in eval mode, or "
+        "behind a zero weight/norm) and were ranked last"
+    ]
+
+
 def _calibration_doc(
-    described: dict[str, Any], options: DataOptions, needs_data: bool, n_steps: int
+    data: CalibrationData, options: DataOptions, needs_data: bool, n_steps: int
 ) -> dict[str, Any]:
+    described = data.describe()
     steps_read = n_steps if needs_data else 0
     return {
         **described,
-        "split": options.split if options.spec.kind != "synthetic" else None,
+        "data": described["data"] if needs_data else None,
+        "split": options.split if needs_data and options.spec.kind != "synthetic" else None,
         "seed": options.seed,
         "scoring_rounds": steps_read,
         "passes": steps_read * described["batches"],

@@ -433,11 +433,11 @@ def test_read_dataset_unknown_kind(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- build.open_dataset
 
 
-def test_open_dataset_rejects_unknown_split(tmp_path: Path) -> None:
-    options = DataOptions(DataSpec("mnist"), tmp_path, split="val")
-
+def test_data_options_reject_unknown_split_and_counts(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--split"):
-        open_dataset(options)
+        DataOptions(DataSpec("mnist"), tmp_path, split="val")
+    with pytest.raises(UsageError, match="--batches and --batch-size"):
+        DataOptions(DataSpec("mnist"), tmp_path, batches=0)
 
 
 def test_open_dataset_synthetic_is_none_and_has_no_input_spec(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from snipit_cli.errors import ModelError, UnsafeCheckpointError, UsageError
 from snipit_cli.models.checkpoint import read_metadata, save_checkpoint
 from snipit_cli.models.loading import resolve_model
 
-ARCH = f"{TINY_MODELS}:TinyCNN"
+ARCH = "tiny_models:TinyCNN"  # importable: pytest puts tests/ on sys.path
+FILE_ARCH = f"{TINY_MODELS}:TinyCNN"
 
 
 def _same_outputs(a, b, shape=(2, 3, 8, 8)):
@@ -154,7 +155,7 @@ def test_snipit_checkpoint_reloads_without_arch(tmp_path: Path):
 def test_metadata_naming_a_function_is_refused_unless_confirmed(tmp_path: Path):
     original = _trained_tiny()
     path = tmp_path / "out.safetensors"
-    spec = f"{TINY_MODELS}:tiny_cnn_factory"
+    spec = "tiny_models:tiny_cnn_factory"
     save_checkpoint(original, path, {"model": {"arch": {"spec": spec, "kwargs": {}, "num_classes": None}}})
     with pytest.raises(ModelError, match="not an nn.Module class.*--arch"):
         load_model(path)
@@ -178,7 +179,7 @@ def test_tied_weights_survive_a_round_trip(tmp_path: Path):
     torch.manual_seed(0)
     original = TiedMLP()
     path = tmp_path / "tied.safetensors"
-    save_checkpoint(original, path, {"model": {"arch": {"spec": f"{TINY_MODELS}:TiedMLP", "kwargs": {}}}})
+    save_checkpoint(original, path, {"model": {"arch": {"spec": "tiny_models:TiedMLP", "kwargs": {}}}})
     model = load_model(path)
     assert model.a.weight is model.b.weight
     assert _same_outputs(original, model, shape=(2, 6))
@@ -210,3 +211,23 @@ def _save(tmp_path: Path, model) -> Path:
     path = tmp_path / "sd.pt"
     torch.save(model.state_dict(), path)
     return path
+
+
+def test_file_arch_works_with_arch_and_is_never_run_from_metadata(tmp_path: Path):
+    original = _trained_tiny()
+    state = _save(tmp_path, original)
+    loaded = resolve_model(str(state), arch=FILE_ARCH)
+    assert _same_outputs(original, loaded.model)
+    assert loaded.arch.name == FILE_ARCH  # recorded as an absolute path
+
+    # A checkpoint naming a code file must not make snipit execute it.
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.py"
+    evil.write_text(f"from pathlib import Path\nPath({str(marker)!r}).touch()\nclass Net: pass\n")
+    path = tmp_path / "out.safetensors"
+    save_checkpoint(original, path, {"model": {"arch": {"spec": f"{evil}:Net", "kwargs": {}}}})
+    with pytest.raises(ModelError, match="does not run files named by a checkpoint.*--arch"):
+        load_model(path)
+    assert not marker.exists()
+    save_checkpoint(original, path, {"model": {"arch": {"spec": f"{FILE_ARCH}", "kwargs": {}}}})
+    assert _same_outputs(original, load_model(path, arch=FILE_ARCH))
