@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-# Before anything imports huggingface_hub (which reads it once): never reach for the network.
+# Before anything imports huggingface_hub or torch.hub (which read these once): never reach for
+# the network, and never see weights the developer happens to have cached.
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="snipit-test-cache-")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

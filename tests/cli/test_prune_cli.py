@@ -259,3 +259,35 @@ def test_labels_beyond_the_models_classes_are_an_error(cli, tiny_arch, tmp_path)
     assert result.exit_code == 2
     assert "outside the model's 1 classes" in result.stderr
     assert folder_listing(tmp_path) == before
+
+
+def test_config_keys_are_flag_names(cli, tiny_checkpoint, tiny_arch, tmp_path):
+    config = tmp_path / "flags.toml"
+    config.write_text(
+        f'model = "{tiny_checkpoint}"\narch = "{tiny_arch}"\ninput-size = "3,8,8"\nbatch-size = 2\n'
+        "batches = 1\nsteps = 0\njson = true\nquiet = true\n"
+    )
+    result = cli("prune", "--config", config)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["calibration"]["batch_size"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["prune", "timm:resnet18", "--sparsity", "abc"], "Invalid value for '--sparsity'"),
+        (["prune", "timm:resnet18", "--bogus"], "No such option: --bogus"),
+        (["prune", "timm:resnet18", "--split", "val"], "Invalid value for '--split'"),
+    ],
+)
+def test_click_usage_errors_are_one_line_too(monkeypatch, capsys, tmp_path, args, fragment):
+    from snipit_cli.cli.app import main
+
+    monkeypatch.setattr("sys.argv", ["snipit", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert fragment in captured.err and captured.out == ""
+    assert list(tmp_path.iterdir()) == []

@@ -458,3 +458,23 @@ def test_dataset_input_spec_is_the_native_shape(tmp_path: Path, make_mnist, imag
     assert spec.size == (1, 28, 28)
     assert spec.mean == (0.1307,) and spec.std == (0.3081,)
     assert dataset_input_spec(folder) is None  # image folders have no native size
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_reader_agrees_with_torchvisions_own_loader(
+    tmp_path: Path, make_cifar, monkeypatch, name
+) -> None:
+    """Cross-check against torchvision's CIFAR classes (md5 check off: the files are ours)."""
+    import torchvision.datasets as tvd
+
+    make_cifar(name, splits=("test",), per_file=4)
+    tv_class = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+    monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda *args, **kwargs: True)
+    reference = tv_class(str(tmp_path), train=False)
+    ours = read_cifar(name, tmp_path, "test", download=False)
+    assert len(ours) == len(reference) == 4
+    for i in range(4):
+        image, label = ours[i]
+        ref_image, ref_label = reference[i]
+        assert torch.equal(image.permute(1, 2, 0), torch.from_numpy(np.asarray(ref_image)))
+        assert label == ref_label

@@ -77,21 +77,29 @@ def test_state_dict_files_load_with_arch(tmp_path: Path, wrap):
     assert loaded.name == "ckpt"
 
 
-def test_gpu_saved_checkpoint_maps_to_cpu(tmp_path: Path, monkeypatch):
-    # torch.load must be asked for map_location='cpu'; record the call.
+def _retag_as_cuda(path: Path) -> None:
+    """Rewrite a torch.save zip so its storages say they live on cuda:0, as a GPU run saves them."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        entries = {info: zf.read(info.filename) for info in zf.infolist()}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for info, data in entries.items():
+            if info.filename.endswith("data.pkl"):
+                assert b"X\x03\x00\x00\x00cpu" in data
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            zf.writestr(info, data)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the point is a machine without CUDA")
+def test_gpu_saved_checkpoint_loads_on_a_cpu_machine(tmp_path: Path):
     original = _trained_tiny()
-    path = tmp_path / "ckpt.pt"
+    path = tmp_path / "gpu.pt"
     torch.save(original.state_dict(), path)
-    seen = {}
-    real_load = torch.load
-
-    def spy(*args, **kwargs):
-        seen.update(kwargs)
-        return real_load(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", spy)
-    resolve_model(str(path), arch=ARCH)
-    assert seen["map_location"] == "cpu" and seen["weights_only"] is True
+    _retag_as_cuda(path)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        torch.load(path, weights_only=True)  # what a loader without map_location would hit
+    assert _same_outputs(original, resolve_model(str(path), arch=ARCH).model)
 
 
 def test_plain_safetensors_with_arch(tmp_path: Path):
