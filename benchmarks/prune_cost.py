@@ -26,38 +26,12 @@ import torch
 SNIPIT = str(Path(sysconfig.get_path("scripts")) / "snipit")
 RESULTS = Path(__file__).parent / "results"
 
+# The README's main job; the other cases change only the method.
+README_JOB = ["timm:resnet18", "--num-classes", "10", "--input-size", "3,32,32", "--sparsity", "0.9"]
 CASES = {
-    "README main job (snip-it, resnet18 @ 32 px)": [
-        "timm:resnet18",
-        "--num-classes",
-        "10",
-        "--input-size",
-        "3,32,32",
-        "--sparsity",
-        "0.9",
-    ],
-    "one-shot snip, resnet18 @ 32 px": [
-        "timm:resnet18",
-        "--num-classes",
-        "10",
-        "--input-size",
-        "3,32,32",
-        "--sparsity",
-        "0.9",
-        "--method",
-        "snip",
-    ],
-    "magnitude (no data), resnet18 @ 32 px": [
-        "timm:resnet18",
-        "--num-classes",
-        "10",
-        "--input-size",
-        "3,32,32",
-        "--sparsity",
-        "0.9",
-        "--method",
-        "magnitude",
-    ],
+    "README main job (snip-it, resnet18 @ 32 px)": README_JOB,
+    "one-shot snip, resnet18 @ 32 px": [*README_JOB, "--method", "snip"],
+    "magnitude (no data), resnet18 @ 32 px": [*README_JOB, "--method", "magnitude"],
 }
 FULL_SIZE = {"snip-it, resnet18 @ 224 px (timm default)": ["timm:resnet18", "--sparsity", "0.9"]}
 
