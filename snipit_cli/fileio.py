@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from snipit_cli.errors import OutputError
@@ -47,13 +47,19 @@ def _umask() -> int:
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)`` and move the result to ``path`` only if it succeeded."""
+    write_all_atomic({path: write})
+
+
+def write_all_atomic(writers: dict[Path, Callable[[Path], None]]) -> None:
+    """Write every file to a temp file first; rename them into place only once all succeeded.
+
+    So a run that fails while writing its second output leaves neither behind.
+    """
     try:
-        with atomic_path(path) as tmp:
-            write(tmp)
+        with ExitStack() as stack:
+            for path, write in writers.items():
+                write(stack.enter_context(atomic_path(path)))
     except OSError as exc:
-        raise OutputError(f"could not write {path}: {exc.strerror or exc}") from exc
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Atomic ``Path.write_text``."""
-    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        raise OutputError(
+            f"could not write {exc.filename or 'an output file'}: {exc.strerror or exc}"
+        ) from exc

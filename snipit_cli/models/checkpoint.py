@@ -7,6 +7,7 @@ reloads without pickle and without ``--arch``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,17 @@ FORMAT_VERSION = 1
 
 
 def save_checkpoint(model: nn.Module, path: Path, document: dict[str, Any]) -> None:
-    """Write ``model``'s tensors and ``document`` atomically.
+    """Write ``model``'s tensors and ``document`` atomically."""
+    write_atomic(path, checkpoint_writer(model, document))
+
+
+def checkpoint_writer(model: nn.Module, document: dict[str, Any]) -> Callable[[Path], None]:
+    """A function writing the checkpoint to a given (temporary) path.
 
     ``save_model`` (not ``save_file``) deduplicates tied tensors and makes views contiguous.
     """
     metadata = {"format": "pt", METADATA_KEY: json.dumps({"format_version": FORMAT_VERSION, **document})}
-    write_atomic(path, lambda tmp: save_model(model, str(tmp), metadata=metadata))
+    return lambda path: save_model(model, str(path), metadata=metadata)
 
 
 def read_metadata(path: Path) -> dict[str, Any] | None:

@@ -16,9 +16,9 @@ from snipit_cli.criteria import Criterion, create_criterion
 from snipit_cli.data.build import DataOptions, calibration_data, dataset_input_spec, open_dataset
 from snipit_cli.data.calibration import CalibrationData
 from snipit_cli.errors import ModelError, UsageError
-from snipit_cli.fileio import check_writable, write_text_atomic
+from snipit_cli.fileio import check_writable, write_all_atomic
 from snipit_cli.metrics.sparsity import layer_rows, param_totals
-from snipit_cli.models.checkpoint import save_checkpoint
+from snipit_cli.models.checkpoint import checkpoint_writer
 from snipit_cli.models.input_spec import InputSpec, Size, library_input_spec, probe_num_classes
 from snipit_cli.models.loading import LoadedModel, resolve_model
 from snipit_cli.pruning.engine import Progress, PruneResult, current_masks, prune, schedule_for
@@ -90,7 +90,6 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
     model.to("cpu")
 
     document = checkpoint_document(loaded, model_input, num_classes, criterion, result, request, data)
-    save_checkpoint(model, output, document)
     rows = layer_rows(model, request.exclude)
     report = {
         **document,
@@ -102,7 +101,13 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
         "notes": data.notes + _zero_score_notes(result),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
+    text = json.dumps(report, indent=2) + "\n"
+    write_all_atomic(
+        {
+            output: checkpoint_writer(model, document),
+            report_path: lambda tmp: tmp.write_text(text, encoding="utf-8"),
+        }
+    )
     return PruneOutcome(model, report)
 
 

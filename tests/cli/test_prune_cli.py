@@ -291,3 +291,25 @@ def test_click_usage_errors_are_one_line_too(monkeypatch, capsys, tmp_path, args
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
     assert fragment in captured.err and captured.out == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_report_write_leaves_old_outputs_intact(
+    cli, tiny_checkpoint, tiny_arch, tmp_path, monkeypatch
+):
+    (tmp_path / "out.safetensors").write_bytes(b"old checkpoint")
+    (tmp_path / "out.report.json").write_text("old report")
+    before = folder_listing(tmp_path)
+    real_write_text = Path.write_text
+
+    def disk_full(self, *args, **kwargs):
+        if self.name.startswith(".out.report.json"):
+            raise OSError(28, "No space left on device", str(self))
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    result = _prune(cli, tiny_checkpoint, tiny_arch, "-o", "out.safetensors", "--force")
+    assert result.exit_code == 2
+    assert "No space left on device" in result.stderr
+    assert folder_listing(tmp_path) == before  # no temp files either
+    assert (tmp_path / "out.safetensors").read_bytes() == b"old checkpoint"
+    assert (tmp_path / "out.report.json").read_text() == "old report"
