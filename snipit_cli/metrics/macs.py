@@ -1,0 +1,26 @@
+"""Multiply-accumulates of one forward pass, counted by ``torch.utils.flop_counter``.
+
+PyTorch's own counter is used (rather than a hook-based counter such as thop/ptflops) because it
+sees every matmul/conv the dispatcher runs, whatever module wraps it: attention written with
+``F.scaled_dot_product_attention``, einsums and functional convs are counted too. It reports
+FLOPs as 2 per multiply-add; MACs are half of that. Elementwise ops (bias, norms, activations)
+are not counted, as in the MAC figures papers quote.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_macs(model: nn.Module, input_size: tuple[int, ...], device: torch.device | str = "cpu") -> int:
+    """MACs of ``model`` on one input of shape ``input_size`` (C, H, W), in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *input_size, device=device))
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() // 2
