@@ -1,6 +1,6 @@
 """Scoring criteria behind one interface and a registry (``snipit methods`` lists them)."""
 
-from snipit_cli.criteria.base import Batch, Criterion, ScoringContext
+from snipit_cli.criteria.base import Batch, Criterion, ScoringContext, UnitCriterion, UnitScoringContext
 from snipit_cli.criteria.registry import (
     create_criterion,
     get_criterion,
@@ -9,12 +9,14 @@ from snipit_cli.criteria.registry import (
 )
 
 # Importing the modules registers the built-in criteria.
-from snipit_cli.criteria import snip, magnitude, random_  # noqa: E402,F401  isort: skip
+from snipit_cli.criteria import snip, magnitude, random_, snap  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "Batch",
     "Criterion",
     "ScoringContext",
+    "UnitCriterion",
+    "UnitScoringContext",
     "create_criterion",
     "get_criterion",
     "list_criteria",

@@ -10,6 +10,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from snipit_cli.pruning.structured.groups import UnitGroup
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -30,6 +32,8 @@ class ScoringContext:
 class Criterion(ABC):
     """Scores every prunable weight; higher means more important (kept first)."""
 
+    #: ``weights`` for unstructured criteria; unit criteria say ``units``.
+    level: ClassVar[str] = "weights"
     #: Registry name, as given to ``--method``.
     name: ClassVar[str]
     #: One line for ``snipit methods``.
@@ -42,3 +46,32 @@ class Criterion(ABC):
     @abstractmethod
     def score(self, ctx: ScoringContext) -> dict[str, torch.Tensor]:
         """Return one non-negative score tensor per entry of ``ctx.weights``, same shapes."""
+
+
+@dataclass
+class UnitScoringContext:
+    """What a unit criterion may look at: the unmodified model, its unit groups, current gates.
+
+    ``gates[i]`` holds one value per unit of ``groups[i]``: 1 alive, 0 pruned by earlier steps.
+    Scoring the gated model is scoring the slimmed one: the gates reproduce it exactly.
+    """
+
+    model: nn.Module
+    groups: list[UnitGroup]
+    gates: list[torch.Tensor]
+    batches: Iterable[Batch]
+    generator: torch.Generator
+
+
+class UnitCriterion(ABC):
+    """Scores every prunable unit (channel, neuron, head) of every group; higher is kept first."""
+
+    level: ClassVar[str] = "units"
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    iterative: ClassVar[bool] = False
+    needs_data: ClassVar[bool] = True
+
+    @abstractmethod
+    def score_units(self, ctx: UnitScoringContext) -> list[torch.Tensor]:
+        """One non-negative score per unit, one tensor per group (same order as ``ctx.groups``)."""

@@ -11,6 +11,7 @@ from torch import nn
 from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.models.arch import LIBRARY_PREFIXES, ArchSpec, build_model, parse_arch
 from snipit_cli.models.checkpoint import read_metadata, read_tensors
+from snipit_cli.models.slim import apply_slim
 from snipit_cli.models.state_dict import (
     PICKLE_SUFFIXES,
     extract_state_dict,
@@ -109,6 +110,8 @@ def _load_safetensors(path: Path, spec: str, user_arch: ArchSpec | None) -> Load
             "with --arch timm:NAME, torchvision:NAME or module:callable"
         )
     model = build_model(arch, from_checkpoint=user_arch is None)
+    if metadata is not None and metadata.get("slim"):
+        apply_slim(model, metadata["slim"])  # a structured checkpoint: rebuild the slim shapes
     fit_state_dict(model, read_tensors(path), what=spec)
     return LoadedModel(model, spec, arch, metadata, path)
 

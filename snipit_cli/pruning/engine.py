@@ -93,7 +93,7 @@ def prune(
     for step, fraction in enumerate(schedule):
         reads = n_batches if criterion.needs_data else 0
         progress.start_step(step, len(schedule), fraction, reads)
-        batches = _counted(batches_for_step(step), progress) if reads else ()
+        batches = counted_batches(batches_for_step(step), progress) if reads else ()
         ctx = ScoringContext(model=model, weights=weights, batches=batches, generator=generator)
         scores = criterion.score(ctx)
         _record_zero_scores(scores, masks, result.zero_score_layers)
@@ -118,7 +118,7 @@ def _record_zero_scores(scores: Masks, masks: Masks, seen: list[str]) -> None:
             seen.append(name)
 
 
-def _counted(batches: Iterable[Batch], progress: Progress) -> Iterator[Batch]:
+def counted_batches(batches: Iterable[Batch], progress: Progress) -> Iterator[Batch]:
     for batch in batches:
         yield batch
         progress.advance_batch()

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import snipit_cli
-from snipit_cli.criteria import Criterion, create_criterion
+from snipit_cli.criteria import Criterion, UnitCriterion, create_criterion
 from snipit_cli.data.build import DataOptions, calibration_data, dataset_input_spec, open_dataset
 from snipit_cli.data.calibration import CalibrationData
 from snipit_cli.errors import ModelError, UsageError
@@ -24,6 +24,7 @@ from snipit_cli.models.loading import LoadedModel, resolve_model
 from snipit_cli.pruning.engine import Progress, PruneResult, current_masks, prune, schedule_for
 from snipit_cli.pruning.masks import count_kept
 from snipit_cli.pruning.targets import prunable_weights
+from snipit_cli.workflows.structured import StructuredOptions, slim_model, slim_report
 
 #: Report keys that describe the run rather than the checkpoint; the metadata omits them.
 RUN_ONLY_KEYS = ("params", "layers", "output", "report", "device", "notes", "seconds")
@@ -48,7 +49,7 @@ class PruneRequest:
 
     model: ModelOptions
     data: DataOptions
-    method: str = "snip-it"
+    method: str | None = None  # default: snip-it, or snap-it with structured
     sparsity: float = 0.9
     steps: int = 5
     exclude: list[str] = field(default_factory=list)
@@ -57,6 +58,10 @@ class PruneRequest:
     output: Path | None = None
     report: Path | None = None
     force: bool = False
+    structured: StructuredOptions | None = None
+
+
+DEFAULT_METHOD = {"weights": "snip-it", "units": "snap-it"}
 
 
 @dataclass
@@ -70,7 +75,8 @@ class PruneOutcome:
 def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneOutcome:
     """Prune, write the checkpoint and the report; return the model and the report."""
     started = time.perf_counter()
-    criterion = create_criterion(request.method)
+    level = "units" if request.structured else "weights"
+    criterion = create_criterion(request.method or DEFAULT_METHOD[level], level)
     schedule = schedule_for(criterion, request.sparsity, request.steps)
     device = resolve_device(request.device)
     torch.manual_seed(request.seed)  # model initialisation is part of what --seed fixes
@@ -83,24 +89,44 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
     model = loaded.model.to(device)
     num_classes = probe_num_classes(model, model_input.size, device)
     data = calibration_data(request.data, dataset, model_input, num_classes, device)
-    weights = prunable_weights(model, request.exclude)
-    _check_not_sparser_already(weights, request.sparsity, loaded.source)
 
-    result = prune(model, weights, criterion, data.batches, schedule, data.n_batches, request.seed, progress)
+    if request.structured:
+        outcome = slim_model(
+            model, loaded.arch, criterion, data, schedule, model_input.size, num_classes,
+            request.structured, request.exclude, request.seed, progress,
+        )  # fmt: skip
+        figures = slim_report(outcome, model, model_input.size, request.structured.target)
+        achieved, extra_doc = figures["achieved"], {"slim": outcome.record}
+        steps_done = outcome.result.schedule
+    else:
+        weights = prunable_weights(model, request.exclude)
+        _check_not_sparser_already(weights, request.sparsity, loaded.source)
+        result = prune(
+            model, weights, criterion, data.batches, schedule, data.n_batches, request.seed, progress
+        )
+        achieved, extra_doc, figures, steps_done = result.achieved_sparsity, {}, {}, result.schedule
     model.to("cpu")
 
-    document = checkpoint_document(loaded, model_input, num_classes, criterion, result, request, data)
+    document = checkpoint_document(
+        loaded, model_input, num_classes, criterion, steps_done, achieved, request, data
+    )
+    document.update(extra_doc)
     rows = layer_rows(model, request.exclude)
+    if request.structured:
+        _add_dense_shapes(rows, outcome.dense)
     report = {
         **document,
-        "params": param_totals(model, rows),
+        **{k: v for k, v in figures.items() if k in ("nodes", "macs", "equivalence", "limits")},
+        "params": param_totals(model, rows) | ({"dense": figures["params_slim"]["dense"]} if figures else {}),
         "layers": rows,
         "output": str(output),
         "report": str(report_path),
         "device": str(device),
-        "notes": data.notes + _zero_score_notes(result),
+        "notes": data.notes
+        + (_zero_score_notes(result) if not request.structured else _limit_notes(figures)),
         "seconds": round(time.perf_counter() - started, 3),
     }
+    report.pop("slim", None)  # the replay record is for the checkpoint, not for people
     text = json.dumps(report, indent=2) + "\n"
     write_all_atomic(
         {
@@ -111,12 +137,29 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
     return PruneOutcome(model, report)
 
 
+def _add_dense_shapes(rows: list[dict[str, Any]], dense: nn.Module) -> None:
+    modules = dict(dense.named_modules())
+    for row in rows:
+        row["dense_shape"] = list(modules[row["name"]].weight.shape)
+
+
+def _limit_notes(figures: dict[str, Any]) -> list[str]:
+    limits = figures["limits"]
+    notes = []
+    if limits["kept_groups"]:
+        notes.append(f"kept whole: {'; '.join(limits['kept_groups'][:5])}")
+    if limits["at_min_keep"]:
+        notes.append(f"groups held at their --min-keep floor: {', '.join(limits['at_min_keep'][:5])}")
+    return notes
+
+
 def checkpoint_document(
     loaded: LoadedModel,
     model_input: InputSpec,
     num_classes: int,
-    criterion: Criterion,
-    result: PruneResult,
+    criterion: Criterion | UnitCriterion,
+    schedule: list[float],
+    achieved: float,
     request: PruneRequest,
     data: CalibrationData,
 ) -> dict[str, Any]:
@@ -134,12 +177,17 @@ def checkpoint_document(
             "pretrained": request.model.pretrained,
         },
         "method": criterion.name,
-        "structured": False,
-        "schedule": result.schedule,
-        "sparsity": {"target": request.sparsity, "achieved": result.achieved_sparsity},
+        "structured": request.structured is not None,
+        "schedule": schedule,
+        "sparsity": {
+            "target": request.sparsity,
+            "achieved": achieved,
+            "of": request.structured.target if request.structured else "weights",
+        },
+        **({"min_keep": request.structured.min_keep} if request.structured else {}),
         "exclude": list(request.exclude),
         "seed": request.seed,
-        "calibration": _calibration_doc(data, request.data, criterion.needs_data, len(result.schedule)),
+        "calibration": _calibration_doc(data, request.data, criterion.needs_data, len(schedule)),
     }
 
 

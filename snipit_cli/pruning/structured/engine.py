@@ -1,0 +1,122 @@
+"""The SNAP-it loop: score units, rank globally, switch gates off, repeat along the schedule.
+
+All steps run on the unmodified model with gates; since gated == slimmed exactly (see
+``gates.py``), this is scoring the already slimmed network, and the surgery happens once at the
+end. At step i the run reaches node sparsity k_i, i.e. it prunes (k_i - pruned)/(1 - pruned) of
+what remains.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from snipit_cli.criteria.base import UnitCriterion, UnitScoringContext
+from snipit_cli.errors import NumericsError
+from snipit_cli.pruning.engine import BatchSource, NullProgress, Progress, counted_batches
+from snipit_cli.pruning.structured.groups import UnitGroup
+
+#: Given the pruned units per group, the fraction of the chosen measure (params, MACs) removed.
+Measure = Callable[[list[list[int]]], float]
+
+
+@dataclass
+class UnitPruneResult:
+    """Final gates (1 kept, 0 removed) and what bounded the run."""
+
+    gates: list[torch.Tensor]
+    schedule: list[float]
+    achieved_per_step: list[float] = field(default_factory=list)
+    #: Groups that reached their --min-keep floor (they would have lost more units).
+    at_floor: list[str] = field(default_factory=list)
+
+    @property
+    def pruned(self) -> list[list[int]]:
+        return [torch.nonzero(g == 0).flatten().tolist() for g in self.gates]
+
+    @property
+    def total_units(self) -> int:
+        return sum(g.numel() for g in self.gates)
+
+    @property
+    def node_sparsity(self) -> float:
+        return sum(int((g == 0).sum()) for g in self.gates) / self.total_units
+
+
+def prune_units(
+    model: nn.Module,
+    groups: list[UnitGroup],
+    criterion: UnitCriterion,
+    batches_for_step: BatchSource,
+    schedule: list[float],
+    n_batches: int,
+    min_keep: float = 0.05,
+    measure: Measure | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> UnitPruneResult:
+    """Choose units to remove along ``schedule``; ``measure`` (default: node fraction) says how
+    much a selection removes, and each step prunes the fewest units that reach its fraction."""
+    progress = progress or NullProgress()
+    generator = torch.Generator().manual_seed(seed)
+    gates = [torch.ones(g.size) for g in groups]
+    floors = [max(1, math.ceil(min_keep * g.size)) for g in groups]
+    result = UnitPruneResult(gates, list(schedule))
+    for step, fraction in enumerate(schedule):
+        reads = n_batches if criterion.needs_data else 0
+        progress.start_step(step, len(schedule), fraction, reads)
+        batches = counted_batches(batches_for_step(step), progress) if reads else ()
+        ctx = UnitScoringContext(model, groups, [g.clone() for g in gates], batches, generator)
+        order = _removal_order(criterion.score_units(ctx), gates, floors, groups)
+        chosen = _fewest_reaching(order, gates, fraction, measure)
+        for g, u in chosen:
+            gates[g][u] = 0.0
+        result.achieved_per_step.append(measure(result.pruned) if measure else result.node_sparsity)
+        progress.end_step(step, sum(int(g.sum()) for g in gates), result.total_units)
+    result.at_floor = [
+        groups[i].root for i, g in enumerate(gates) if int(g.sum()) <= floors[i] < groups[i].size
+    ]
+    return result
+
+
+def _removal_order(scores, gates, floors, groups) -> list[tuple[int, int]]:
+    """Alive units, lowest score first (ties: earlier group, lower unit), minus each group's floor."""
+    candidates = []
+    for g, (s, gate) in enumerate(zip(scores, gates, strict=True)):
+        if not torch.isfinite(s).all():
+            raise NumericsError(f"unit scores of group {groups[g].root!r} contain NaN or Inf")
+        alive = torch.nonzero(gate).flatten().tolist()
+        ranked = sorted(alive, key=lambda u, s=s: (float(s[u]), u))
+        removable = max(0, len(alive) - floors[g])
+        candidates += [(float(s[u]), g, u) for u in ranked[:removable]]
+    candidates.sort(key=lambda c: (c[0], c[1], c[2]))
+    return [(g, u) for _, g, u in candidates]
+
+
+def _fewest_reaching(order, gates, fraction, measure: Measure | None) -> list[tuple[int, int]]:
+    """The shortest prefix of ``order`` whose removal reaches ``fraction`` (all of it if none does)."""
+    total = sum(g.numel() for g in gates)
+    pruned_now = total - sum(int(g.sum()) for g in gates)
+    if measure is None:
+        return order[: max(0, min(len(order), round(fraction * total) - pruned_now))]
+
+    def reached(n: int) -> bool:
+        trial = [torch.nonzero(g == 0).flatten().tolist() for g in gates]
+        for g, u in order[:n]:
+            trial[g].append(u)
+        return measure(trial) >= fraction
+
+    lo, hi = 0, len(order)
+    if not reached(hi):
+        return order
+    while lo < hi:  # smallest n with reached(n); the measures grow with every unit removed
+        mid = (lo + hi) // 2
+        if reached(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return order[:lo]

@@ -1,0 +1,239 @@
+"""The structured half of ``snipit prune``: choose units with gates, remove them, prove it.
+
+After surgery the slim model must reproduce the original with the removed units' gates at zero
+(relative max difference <= 1e-4 on a calibration batch, eval mode); otherwise nothing is written
+and the error names the group that breaks it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from snipit_cli.criteria.base import UnitCriterion
+from snipit_cli.data.calibration import CalibrationData
+from snipit_cli.errors import ModelError, UsageError
+from snipit_cli.metrics.macs import count_macs
+from snipit_cli.models.arch import ArchSpec, build_model
+from snipit_cli.models.input_spec import Size
+from snipit_cli.models.slim import Record, record_slim
+from snipit_cli.pruning.engine import Progress
+from snipit_cli.pruning.structured.engine import Measure, UnitPruneResult, prune_units
+from snipit_cli.pruning.structured.gates import gates_installed
+from snipit_cli.pruning.structured.groups import UnitGraph, find_unit_groups
+from snipit_cli.pruning.structured.surgery import remove_units
+from snipit_cli.pruning.targets import PRUNABLE_TYPES
+
+TARGETS = ("nodes", "params", "macs")
+TOLERANCE = 1e-4
+
+
+@dataclass
+class StructuredOptions:
+    """What ``--structured`` adds: what --sparsity counts, and the per-group floor."""
+
+    target: str = "nodes"
+    min_keep: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise UsageError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if not 0.0 <= self.min_keep < 1.0:
+            raise UsageError(f"--min-keep is a fraction of each group's units in [0, 1), got {self.min_keep}")
+
+
+@dataclass
+class SlimOutcome:
+    """The pruning result, the dense copy it is checked against, and the JSON replay record."""
+
+    result: UnitPruneResult
+    dense: nn.Module
+    record: Record
+    unit_graph: UnitGraph
+    max_rel_diff: float
+
+
+def slim_model(
+    model: nn.Module,
+    arch: ArchSpec | None,
+    criterion: UnitCriterion,
+    data: CalibrationData,
+    schedule: list[float],
+    size: Size,
+    num_classes: int,
+    options: StructuredOptions,
+    exclude: Sequence[str],
+    seed: int,
+    progress: Progress | None,
+) -> SlimOutcome:
+    """Prune units of ``model`` in place along ``schedule`` and remove them physically."""
+    device = next(model.parameters()).device
+    example = torch.zeros(1, *size, device=device)
+    protected = classifier_layers(model, example, num_classes)
+    model.eval()
+    unit_graph = find_unit_groups(model, example, protected, exclude)
+    if not unit_graph.groups:
+        raise ModelError("the model has no prunable channel group; check the model or the --exclude patterns")
+    roots = [g.root for g in unit_graph.groups]
+    measure = _measure(model, options.target, example, _names(model, protected), exclude, size, roots)
+    result = prune_units(
+        model, unit_graph.groups, criterion, data.batches, schedule, data.n_batches,
+        options.min_keep, measure, seed, progress,
+    )  # fmt: skip
+    dense = copy.deepcopy(model)
+    remove_units(model, unit_graph, result.pruned)
+    batch = next(iter(data.batches(0)))[0]
+    diff = check_equivalence(model, dense, unit_graph, result.gates, batch, _names(model, protected))
+    return SlimOutcome(result, dense, record_slim(model, _reference(arch, dense)), unit_graph, diff)
+
+
+def classifier_layers(model: nn.Module, example: torch.Tensor, num_classes: int) -> list[nn.Module]:
+    """Layers whose outputs must stay whole: the last Conv/Linear the forward pass runs, and any
+    Conv/Linear with exactly ``num_classes`` outputs (auxiliary heads)."""
+    order: list[nn.Module] = []
+    handles = [
+        m.register_forward_hook(lambda m, *_: order.append(m))
+        for m in model.modules()
+        if isinstance(m, PRUNABLE_TYPES)
+    ]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    heads = {
+        m
+        for m in model.modules()
+        if getattr(m, "out_features", getattr(m, "out_channels", None)) == num_classes
+    }
+    return list({*heads, *order[-1:]})
+
+
+def check_equivalence(
+    slim: nn.Module,
+    dense: nn.Module,
+    unit_graph: UnitGraph,
+    gates: list[torch.Tensor],
+    batch: torch.Tensor,
+    protected: Sequence[str] = (),
+) -> float:
+    """Relative max difference of slim vs gated dense outputs; an error above the tolerance."""
+    slim.eval(), dense.eval()
+    with torch.no_grad():
+        out = slim(batch)
+        with gates_installed(dense, unit_graph.groups, gates):
+            reference = dense(batch)
+    diff = float((out - reference).abs().max() / reference.abs().max().clamp_min(1e-12))
+    if not diff <= TOLERANCE:
+        culprit = _first_broken_group(dense, unit_graph, gates, batch, protected)
+        raise ModelError(
+            f"the slimmed model does not match the gated original (relative difference {diff:.2e} > "
+            f"{TOLERANCE:g}){culprit}; nothing was written"
+        )
+    return diff
+
+
+def _first_broken_group(dense, unit_graph, gates, batch, protected) -> str:
+    """Remove each group alone from a copy to find one whose coupling torch-pruning missed."""
+    for i, group in enumerate(unit_graph.groups):
+        if bool(gates[i].all()):
+            continue
+        trial = _slim_copy(dense, batch[:1], protected, (), {group.root: gates[i]})
+        alone = [torch.ones_like(g) for g in gates]
+        alone[i] = gates[i]
+        with torch.no_grad(), gates_installed(dense, unit_graph.groups, alone):
+            reference = dense(batch)
+        with torch.no_grad():
+            diff = float((trial(batch) - reference).abs().max() / reference.abs().max().clamp_min(1e-12))
+        if diff > TOLERANCE:
+            return (
+                f": removing channels of {group.root} alone already differs (an op torch-pruning does "
+                f"not model couples them); keep it with --exclude '{group.root}'"
+            )
+    return ""
+
+
+def _slim_copy(model, example, protected, exclude, gates_by_root: dict[str, torch.Tensor]) -> nn.Module:
+    """A copy of ``model`` with the units whose gate is 0 removed (groups matched by root name)."""
+    trial = copy.deepcopy(model)
+    modules = dict(trial.named_modules())
+    sub = find_unit_groups(trial, example, [modules[n] for n in protected], exclude)
+    pruned = [
+        torch.nonzero(gates_by_root[g.root] == 0).flatten().tolist() if g.root in gates_by_root else []
+        for g in sub.groups
+    ]
+    remove_units(trial, sub, pruned)
+    return trial.eval()
+
+
+def _names(model: nn.Module, modules: Sequence[nn.Module]) -> list[str]:
+    return [n for n, m in model.named_modules() if m in modules]
+
+
+def _measure(model, target, example, protected, exclude, size, roots) -> Measure | None:
+    """Fraction of params or MACs a selection removes, by slimming a copy (``None`` for nodes)."""
+    if target == "nodes":
+        return None
+
+    def count(m: nn.Module) -> int:
+        return (
+            sum(p.numel() for p in m.parameters())
+            if target == "params"
+            else count_macs(m, size, example.device)
+        )
+
+    dense_amount = count(model)
+
+    def removed(pruned: list[list[int]]) -> float:
+        gates = {}
+        for root, units in zip(roots, pruned, strict=True):
+            gate = torch.ones(max(units, default=0) + 1)
+            gate[units] = 0
+            gates[root] = gate
+        return 1.0 - count(_slim_copy(model, example, protected, exclude, gates)) / dense_amount
+
+    return removed
+
+
+def _reference(arch: ArchSpec | None, dense: nn.Module) -> nn.Module:
+    """The model the slim record is relative to: the arch built fresh, as ``load_model`` will."""
+    if arch is None:
+        return dense
+    try:
+        return build_model(arch)
+    except ModelError:
+        return dense
+
+
+def slim_report(outcome: SlimOutcome, model: nn.Module, size: Size, target: str) -> dict[str, Any]:
+    """Node, parameter and MAC figures of a slim model against its dense original."""
+    result = outcome.result
+    params_dense = sum(p.numel() for p in outcome.dense.parameters())
+    params_slim = sum(p.numel() for p in model.parameters())
+    macs_dense, macs_slim = count_macs(outcome.dense, size), count_macs(model, size)
+    removed = {
+        "nodes": result.node_sparsity,
+        "params": 1 - params_slim / params_dense,
+        "macs": 1 - macs_slim / macs_dense,
+    }
+    return {
+        "nodes": {
+            "dense": result.total_units,
+            "remaining": result.total_units - sum(len(p) for p in result.pruned),
+            "sparsity": result.node_sparsity,
+        },
+        "achieved": removed[target],
+        "params_slim": {"dense": params_dense, "slim": params_slim, "removed": removed["params"]},
+        "macs": {"dense": macs_dense, "pruned": macs_slim, "removed": removed["macs"]},
+        "equivalence": {"max_rel_diff": outcome.max_rel_diff, "tolerance": TOLERANCE},
+        "limits": {
+            "kept_groups": outcome.unit_graph.kept,
+            "at_min_keep": result.at_floor,
+        },
+    }
