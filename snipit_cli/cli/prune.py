@@ -16,11 +16,18 @@ from snipit_cli.cli.parsing import parse_floats, parse_input_size, parse_json_ob
 from snipit_cli.data.build import DataOptions
 from snipit_cli.data.specs import default_data_root, parse_data_spec
 from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
+from snipit_cli.workflows.structured import StructuredOptions
 
 
 class Split(StrEnum):
     train = "train"
     test = "test"
+
+
+class Target(StrEnum):
+    nodes = "nodes"
+    params = "params"
+    macs = "macs"
 
 
 EXAMPLES = """
@@ -37,7 +44,26 @@ Examples:
 def prune(
     model: opt.Model,
     sparsity: Annotated[float, typer.Option(help="Fraction of prunable weights to remove, in (0, 1).")] = 0.9,
-    method: Annotated[str, typer.Option(help="Scoring criterion; see `snipit methods`.")] = "snip-it",
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="Scoring criterion; see `snipit methods` [default: snip-it, snap-it with --structured]."
+        ),
+    ] = None,
+    structured: Annotated[
+        bool,
+        typer.Option(
+            help="Remove whole channels/neurons/heads (SNAP-it) so the saved model is smaller and faster."
+        ),
+    ] = False,
+    target: Annotated[
+        Target,
+        typer.Option(help="With --structured: --sparsity is the fraction of nodes, params or MACs removed."),
+    ] = Target.nodes,
+    min_keep: Annotated[
+        float,
+        typer.Option(help="With --structured: fraction of each group's units always kept (at least one)."),
+    ] = 0.05,
     steps: Annotated[int, typer.Option(help="SNIP-it steps S: the run scores S+2 times.")] = 5,
     exclude: Annotated[
         list[str] | None,
@@ -109,6 +135,7 @@ def prune(
             output=output,
             report=report,
             force=force,
+            structured=StructuredOptions(Target(target).value, min_keep) if structured else None,
         )
         with out.pruning_progress() as progress:
             result = run_prune(request, progress).report
@@ -120,23 +147,27 @@ def prune(
 
 
 def summary_table(report: dict[str, Any]) -> Table:
-    """Per-layer sparsity and totals for the terminal."""
+    """Per-layer sparsity (or dense -> slim shapes) and totals for the terminal."""
     table = Table(title=f"{report['method']} on {report['model']['source']}", title_justify="left")
     for column in ("layer", "type", "shape", "params", "nonzero", "sparsity"):
         table.add_column(column, justify="right" if column in {"params", "nonzero", "sparsity"} else "left")
     for row in report["layers"]:
         sparsity = f"{row['sparsity']:.4f}" if row["prunable"] else "excluded"
         shape = "x".join(map(str, row["shape"]))
+        if "dense_shape" in row and row["dense_shape"] != row["shape"]:
+            shape = f"{'x'.join(map(str, row['dense_shape']))} -> {shape}"
         table.add_row(row["name"], row["type"], shape, f"{row['params']:,}", f"{row['nonzero']:,}", sparsity)
-    params = report["params"]
+    params, sparsity = report["params"], report["sparsity"]
     table.add_section()
     table.add_row(
-        "prunable total",
-        "",
-        "",
-        f"{params['prunable']:,}",
-        f"{params['prunable_nonzero']:,}",
-        f"{report['sparsity']['achieved']:.4f}",
-    )
+        "prunable total", "", "", f"{params['prunable']:,}", f"{params['prunable_nonzero']:,}",
+        f"{sparsity['achieved']:.4f} of {sparsity['of']}",
+    )  # fmt: skip
     table.add_row("all parameters", "", "", f"{params['total']:,}", f"{params['nonzero']:,}", "")
+    if "nodes" in report:
+        nodes, macs = report["nodes"], report["macs"]
+        table.add_row(
+            "nodes", "", "", f"{nodes['dense']:,}", f"{nodes['remaining']:,}", f"{nodes['sparsity']:.4f}"
+        )
+        table.add_row("MACs", "", "", f"{macs['dense']:,}", f"{macs['pruned']:,}", f"{macs['removed']:.4f}")
     return table

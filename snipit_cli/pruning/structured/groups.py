@@ -12,6 +12,7 @@ shared by all conv groups of a grouped conv; one attention head.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,7 +74,10 @@ def find_unit_groups(
     or a GroupNorm are kept whole and listed in ``kept`` with the reason.
     """
     names = {m: n for n, m in model.named_modules()}
-    with torch.enable_grad():
+    with torch.enable_grad(), warnings.catch_warnings():
+        # Free nn.Parameters (ViT cls_token/pos_embed, ConvNeXt gamma) are pruned along their last
+        # dim, which is right for the models we test; the equivalence check catches the rest.
+        warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
     attention = {names[m.qkv]: m for m in model.modules() if _is_timm_attention(m)}
     groups, kept = [], []
