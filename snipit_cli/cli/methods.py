@@ -21,8 +21,17 @@ def methods(
     out = Output(json_mode=json_)
     with error_boundary(debug):
         rows = [
-            {"name": c.name, "iterative": c.iterative, "needs_data": c.needs_data, "summary": c.summary}
+            {
+                "name": c.name,
+                "structured": c.level == "units",
+                "iterative": c.iterative,
+                "needs_data": c.needs_data,
+                "summary": c.summary,
+            }
             for c in list_criteria(pattern)
         ]
-        text = "\n".join(f"{r['name']:<12} {r['summary']}" for r in rows)
+        text = "\n".join(
+            f"{r['name']:<10} {'--structured' if r['structured'] else 'weights':<13} {r['summary']}"
+            for r in rows
+        )
         out.result(rows, text)

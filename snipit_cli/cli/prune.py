@@ -15,6 +15,7 @@ from snipit_cli.cli.output import Output
 from snipit_cli.cli.parsing import parse_floats, parse_input_size, parse_json_object
 from snipit_cli.data.build import DataOptions
 from snipit_cli.data.specs import default_data_root, parse_data_spec
+from snipit_cli.errors import UsageError
 from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
 from snipit_cli.workflows.structured import StructuredOptions
 
@@ -57,13 +58,17 @@ def prune(
         ),
     ] = False,
     target: Annotated[
-        Target,
-        typer.Option(help="With --structured: --sparsity is the fraction of nodes, params or MACs removed."),
-    ] = Target.nodes,
+        Target | None,
+        typer.Option(
+            help="With --structured: --sparsity counts nodes, params or MACs removed [default: nodes]."
+        ),
+    ] = None,
     min_keep: Annotated[
-        float,
-        typer.Option(help="With --structured: fraction of each group's units always kept (at least one)."),
-    ] = 0.05,
+        float | None,
+        typer.Option(
+            help="With --structured: share of each group's units always kept, at least 1 [default: 0.05]."
+        ),
+    ] = None,
     steps: Annotated[int, typer.Option(help="SNIP-it steps S: the run scores S+2 times.")] = 5,
     exclude: Annotated[
         list[str] | None,
@@ -135,7 +140,7 @@ def prune(
             output=output,
             report=report,
             force=force,
-            structured=StructuredOptions(Target(target).value, min_keep) if structured else None,
+            structured=_structured_options(structured, target, min_keep),
         )
         with out.pruning_progress() as progress:
             result = run_prune(request, progress).report
@@ -144,6 +149,20 @@ def prune(
         out.table(summary_table(result))
         achieved = result["sparsity"]["achieved"]
         out.result(result, f"wrote {result['output']} (sparsity {achieved:.4f}) and {result['report']}")
+
+
+def _structured_options(
+    structured: bool, target: Target | None, min_keep: float | None
+) -> StructuredOptions | None:
+    if not structured:
+        if target is not None or min_keep is not None:
+            raise UsageError("--target and --min-keep apply to --structured pruning; add --structured")
+        return None
+    defaults = StructuredOptions()
+    return StructuredOptions(
+        Target(target).value if target else defaults.target,
+        defaults.min_keep if min_keep is None else min_keep,
+    )
 
 
 def summary_table(report: dict[str, Any]) -> Table:

@@ -24,7 +24,7 @@ from snipit_cli.models.loading import LoadedModel, resolve_model
 from snipit_cli.pruning.engine import Progress, PruneResult, current_masks, prune, schedule_for
 from snipit_cli.pruning.masks import count_kept
 from snipit_cli.pruning.targets import prunable_weights
-from snipit_cli.workflows.structured import StructuredOptions, slim_model, slim_report
+from snipit_cli.workflows.structured import StructuredOptions, limit_notes, slim_model, slim_report
 
 #: Report keys that describe the run rather than the checkpoint; the metadata omits them.
 RUN_ONLY_KEYS = ("params", "layers", "output", "report", "device", "notes", "seconds")
@@ -72,6 +72,18 @@ class PruneOutcome:
     report: dict[str, Any]
 
 
+@dataclass
+class Pruned:
+    """What either pruning mode hands to the checkpoint and the report."""
+
+    schedule: list[float]
+    achieved: float
+    checkpoint_extra: dict[str, Any] = field(default_factory=dict)
+    report_extra: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    dense: nn.Module | None = None  # the dense original, when the model's shapes changed
+
+
 def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneOutcome:
     """Prune, write the checkpoint and the report; return the model and the report."""
     started = time.perf_counter()
@@ -89,68 +101,61 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
     model = loaded.model.to(device)
     num_classes = probe_num_classes(model, model_input.size, device)
     data = calibration_data(request.data, dataset, model_input, num_classes, device)
-
     if request.structured:
-        outcome = slim_model(
-            model, loaded.arch, criterion, data, schedule, model_input.size, num_classes,
-            request.structured, request.exclude, request.seed, progress,
-        )  # fmt: skip
-        figures = slim_report(outcome, model, model_input.size, request.structured.target)
-        achieved, extra_doc = figures["achieved"], {"slim": outcome.record}
-        steps_done = outcome.result.schedule
-    else:
-        weights = prunable_weights(model, request.exclude)
-        _check_not_sparser_already(weights, request.sparsity, loaded.source)
-        result = prune(
-            model, weights, criterion, data.batches, schedule, data.n_batches, request.seed, progress
+        pruned = _prune_units(
+            request, loaded, model, criterion, data, schedule, model_input.size, num_classes, progress
         )
-        achieved, extra_doc, figures, steps_done = result.achieved_sparsity, {}, {}, result.schedule
+    else:
+        pruned = _prune_weights(request, loaded, model, criterion, data, schedule, progress)
     model.to("cpu")
 
-    document = checkpoint_document(
-        loaded, model_input, num_classes, criterion, steps_done, achieved, request, data
-    )
-    document.update(extra_doc)
-    rows = layer_rows(model, request.exclude)
-    if request.structured:
-        _add_dense_shapes(rows, outcome.dense)
+    document = checkpoint_document(loaded, model_input, num_classes, criterion, pruned, request, data)
+    rows = layer_rows(model, request.exclude, dense=pruned.dense)
     report = {
         **document,
-        **{k: v for k, v in figures.items() if k in ("nodes", "macs", "equivalence", "limits")},
-        "params": param_totals(model, rows) | ({"dense": figures["params_slim"]["dense"]} if figures else {}),
+        **pruned.report_extra,
+        "params": param_totals(model, rows, dense=pruned.dense),
         "layers": rows,
         "output": str(output),
         "report": str(report_path),
         "device": str(device),
-        "notes": data.notes
-        + (_zero_score_notes(result) if not request.structured else _limit_notes(figures)),
+        "notes": data.notes + pruned.notes,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    report.pop("slim", None)  # the replay record is for the checkpoint, not for people
     text = json.dumps(report, indent=2) + "\n"
     write_all_atomic(
         {
-            output: checkpoint_writer(model, document),
+            output: checkpoint_writer(model, {**document, **pruned.checkpoint_extra}),
             report_path: lambda tmp: tmp.write_text(text, encoding="utf-8"),
         }
     )
     return PruneOutcome(model, report)
 
 
-def _add_dense_shapes(rows: list[dict[str, Any]], dense: nn.Module) -> None:
-    modules = dict(dense.named_modules())
-    for row in rows:
-        row["dense_shape"] = list(modules[row["name"]].weight.shape)
+def _prune_weights(request, loaded, model, criterion, data, schedule, progress) -> Pruned:
+    """SNIP-it and friends: zero weights in place."""
+    weights = prunable_weights(model, request.exclude)
+    _check_not_sparser_already(weights, request.sparsity, loaded.source)
+    result = prune(model, weights, criterion, data.batches, schedule, data.n_batches, request.seed, progress)
+    return Pruned(result.schedule, result.achieved_sparsity, notes=_zero_score_notes(result))
 
 
-def _limit_notes(figures: dict[str, Any]) -> list[str]:
-    limits = figures["limits"]
-    notes = []
-    if limits["kept_groups"]:
-        notes.append(f"kept whole: {'; '.join(limits['kept_groups'][:5])}")
-    if limits["at_min_keep"]:
-        notes.append(f"groups held at their --min-keep floor: {', '.join(limits['at_min_keep'][:5])}")
-    return notes
+def _prune_units(request, loaded, model, criterion, data, schedule, size, num_classes, progress) -> Pruned:
+    """SNAP-it and friends: remove channels, neurons and heads, then prove the slim model right."""
+    options = request.structured
+    outcome = slim_model(
+        model, loaded.arch, criterion, data, schedule, size, num_classes,
+        options, request.exclude, request.seed, progress,
+    )  # fmt: skip
+    figures = slim_report(outcome, model, size)
+    return Pruned(
+        outcome.result.schedule,
+        figures["removed"][options.target],
+        checkpoint_extra={"slim": outcome.record},
+        report_extra={k: figures[k] for k in ("nodes", "macs", "equivalence", "limits")},
+        notes=limit_notes(figures["limits"]),
+        dense=outcome.dense,
+    )
 
 
 def checkpoint_document(
@@ -158,8 +163,7 @@ def checkpoint_document(
     model_input: InputSpec,
     num_classes: int,
     criterion: Criterion | UnitCriterion,
-    schedule: list[float],
-    achieved: float,
+    pruned: Pruned,
     request: PruneRequest,
     data: CalibrationData,
 ) -> dict[str, Any]:
@@ -178,16 +182,16 @@ def checkpoint_document(
         },
         "method": criterion.name,
         "structured": request.structured is not None,
-        "schedule": schedule,
+        "schedule": pruned.schedule,
         "sparsity": {
             "target": request.sparsity,
-            "achieved": achieved,
+            "achieved": pruned.achieved,
             "of": request.structured.target if request.structured else "weights",
         },
         **({"min_keep": request.structured.min_keep} if request.structured else {}),
         "exclude": list(request.exclude),
         "seed": request.seed,
-        "calibration": _calibration_doc(data, request.data, criterion.needs_data, len(schedule)),
+        "calibration": _calibration_doc(data, request.data, criterion.needs_data, len(pruned.schedule)),
     }
 
 

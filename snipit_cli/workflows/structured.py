@@ -19,6 +19,7 @@ from snipit_cli.criteria.base import UnitCriterion
 from snipit_cli.data.calibration import CalibrationData
 from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.metrics.macs import count_macs
+from snipit_cli.metrics.sparsity import count_params
 from snipit_cli.models.arch import ArchSpec, build_model
 from snipit_cli.models.input_spec import Size
 from snipit_cli.models.slim import Record, record_slim
@@ -211,29 +212,33 @@ def _reference(arch: ArchSpec | None, dense: nn.Module) -> nn.Module:
         return dense
 
 
-def slim_report(outcome: SlimOutcome, model: nn.Module, size: Size, target: str) -> dict[str, Any]:
-    """Node, parameter and MAC figures of a slim model against its dense original."""
+def slim_report(outcome: SlimOutcome, model: nn.Module, size: Size) -> dict[str, Any]:
+    """Node and MAC figures of a slim model against its dense original, and what bounded it."""
     result = outcome.result
-    params_dense = sum(p.numel() for p in outcome.dense.parameters())
-    params_slim = sum(p.numel() for p in model.parameters())
     macs_dense, macs_slim = count_macs(outcome.dense, size), count_macs(model, size)
     removed = {
         "nodes": result.node_sparsity,
-        "params": 1 - params_slim / params_dense,
+        "params": 1 - count_params(model) / count_params(outcome.dense),
         "macs": 1 - macs_slim / macs_dense,
     }
     return {
+        "removed": removed,
         "nodes": {
             "dense": result.total_units,
             "remaining": result.total_units - sum(len(p) for p in result.pruned),
             "sparsity": result.node_sparsity,
         },
-        "achieved": removed[target],
-        "params_slim": {"dense": params_dense, "slim": params_slim, "removed": removed["params"]},
         "macs": {"dense": macs_dense, "pruned": macs_slim, "removed": removed["macs"]},
         "equivalence": {"max_rel_diff": outcome.max_rel_diff, "tolerance": TOLERANCE},
-        "limits": {
-            "kept_groups": outcome.unit_graph.kept,
-            "at_min_keep": result.at_floor,
-        },
+        "limits": {"kept_groups": outcome.unit_graph.kept, "at_min_keep": result.at_floor},
     }
+
+
+def limit_notes(limits: dict[str, list[str]]) -> list[str]:
+    """One-line remarks on what kept the run from pruning more."""
+    notes = []
+    if limits["kept_groups"]:
+        notes.append(f"kept whole: {'; '.join(limits['kept_groups'][:5])}")
+    if limits["at_min_keep"]:
+        notes.append(f"groups held at their --min-keep floor: {', '.join(limits['at_min_keep'][:5])}")
+    return notes

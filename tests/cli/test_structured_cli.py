@@ -1,0 +1,114 @@
+"""``snipit prune --structured`` through the CLI: report keys, targets, user checkpoints, failures."""
+
+import json
+
+import pytest
+import torch
+from conftest import folder_listing
+from torch import nn
+
+from snipit_cli import load_model
+
+SMALL = (
+    "--input-size",
+    "3,32,32",
+    "--num-classes",
+    "10",
+    "--batch-size",
+    "2",
+    "--batches",
+    "1",
+    "--steps",
+    "1",
+)
+
+
+def test_structured_resnet18_json_report(cli, tmp_path):
+    result = cli(
+        "prune", "timm:resnet18", "--structured", "--sparsity", "0.5", *SMALL, "-o", "s.safetensors", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["structured"] is True and doc["method"] == "snap-it"
+    assert {"nodes", "macs", "params", "layers", "equivalence", "limits"} <= doc.keys()
+    assert {"dense", "remaining", "sparsity"} <= doc["nodes"].keys()
+    assert {"dense", "pruned"} <= doc["macs"].keys()
+    assert doc["params"]["total"] < doc["params"]["dense"]
+    assert doc["sparsity"] == {"target": 0.5, "achieved": 0.5, "of": "nodes"}
+    assert any(row["shape"] != row["dense_shape"] for row in doc["layers"])
+    assert "slim" not in doc  # the replay record lives in the checkpoint only
+    model = load_model(tmp_path / "s.safetensors")
+    assert sum(p.numel() for p in model.parameters()) == doc["params"]["total"]
+
+
+def test_target_macs_through_the_cli(cli):
+    result = cli(
+        "prune", "timm:resnet18", "--structured", "--target", "macs", "--sparsity", "0.4", *SMALL, "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert 0.4 <= doc["macs"]["removed"] <= 0.41 and doc["sparsity"]["of"] == "macs"
+
+
+@pytest.mark.parametrize("method", ["snap", "l1", "random"])
+def test_other_unit_methods(cli, method):
+    result = cli(
+        "prune", "timm:resnet18", "--structured", "--method", method, "--sparsity", "0.3", *SMALL, "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["method"] == method and doc["nodes"]["sparsity"] == pytest.approx(
+        0.3, abs=1 / doc["nodes"]["dense"]
+    )
+
+
+def test_user_checkpoint_prunes_structurally_and_reloads(cli, tmp_path):
+    from tiny_models import TinyCNN
+
+    torch.manual_seed(0)
+    trained = TinyCNN(num_classes=5, width=8)
+    torch.save({"state_dict": trained.state_dict()}, tmp_path / "trained.pth")
+    args = ("--arch", "tiny_models:TinyCNN", "--arch-kwargs", '{"num_classes": 5, "width": 8}')
+    result = cli("prune", "trained.pth", *args, "--structured", "--sparsity", "0.5", "--input-size", "3,8,8",
+                 "--batch-size", "4", "--batches", "2", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    slim = load_model(tmp_path / "trained-pruned.safetensors")
+    assert slim.features[0].out_channels < 8 and slim.head.out_features == 5
+    assert sum(p.numel() for p in slim.parameters()) == doc["params"]["total"]
+
+
+def test_weight_methods_are_refused_in_structured_mode_and_vice_versa(cli, tmp_path):
+    result = cli("prune", "timm:resnet18", "--structured", "--method", "snip", *SMALL)
+    assert result.exit_code == 2 and "snip is a method for no --structured" in result.stderr
+    result = cli("prune", "timm:resnet18", "--target", "macs", *SMALL)
+    assert result.exit_code == 2 and "add --structured" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+class FlippedShortcut(nn.Module):
+    """A shortcut that reverses the channel order: an op torch-pruning's graph does not model."""
+
+    def __init__(self, num_classes: int = 3):
+        super().__init__()
+        self.a = nn.Conv2d(3, 6, 3, padding=1)
+        self.b = nn.Conv2d(6, 6, 3, padding=1)
+        self.head = nn.Linear(6, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.a(x))
+        x = torch.relu(self.b(x) + x.flip(1))
+        return self.head(x.mean((2, 3)))
+
+
+def test_uncaught_coupling_is_detected_and_nothing_is_written(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr("tiny_models.FlippedShortcut", FlippedShortcut, raising=False)
+    torch.manual_seed(0)
+    torch.save(FlippedShortcut().state_dict(), tmp_path / "flip.pt")
+    before = folder_listing(tmp_path)
+    args = ("flip.pt", "--arch", "tiny_models:FlippedShortcut", "--structured", "--sparsity", "0.5",
+            "--input-size", "3,8,8", "--batch-size", "4", "--batches", "1")  # fmt: skip
+    result = cli("prune", *args)
+    assert result.exit_code == 2
+    assert "does not match the gated original" in result.stderr and "--exclude" in result.stderr
+    assert folder_listing(tmp_path) == before
