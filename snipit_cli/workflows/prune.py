@@ -137,7 +137,13 @@ def _prune_weights(request, loaded, model, criterion, data, schedule, progress) 
     weights = prunable_weights(model, request.exclude)
     _check_not_sparser_already(weights, request.sparsity, loaded.source)
     result = prune(model, weights, criterion, data.batches, schedule, data.n_batches, request.seed, progress)
-    return Pruned(result.schedule, result.achieved_sparsity, notes=_zero_score_notes(result))
+    slim = (loaded.metadata or {}).get("slim")  # a slim checkpoint keeps its shapes
+    return Pruned(
+        result.schedule,
+        result.achieved_sparsity,
+        checkpoint_extra={"slim": slim} if slim else {},
+        notes=_zero_score_notes(result),
+    )
 
 
 def _prune_units(request, loaded, model, criterion, data, schedule, size, num_classes, progress) -> Pruned:

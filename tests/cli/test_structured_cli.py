@@ -112,3 +112,19 @@ def test_uncaught_coupling_is_detected_and_nothing_is_written(cli, tmp_path, mon
     assert result.exit_code == 2
     assert "does not match the gated original" in result.stderr and "--exclude" in result.stderr
     assert folder_listing(tmp_path) == before
+
+
+def test_a_slim_checkpoint_can_be_pruned_again_either_way(cli, tmp_path):
+    first = cli("prune", "timm:resnet18", "--structured", "--sparsity", "0.3", *SMALL, "-o", "a.safetensors")
+    assert first.exit_code == 0, first.stderr
+    again = ("--batch-size", "2", "--batches", "1", "--steps", "1", "--json")
+    slimmer = cli(
+        "prune", "a.safetensors", "--structured", "--sparsity", "0.3", *again, "-o", "b.safetensors"
+    )
+    assert slimmer.exit_code == 0, slimmer.stderr
+    sparse = cli("prune", "b.safetensors", "--sparsity", "0.5", *again, "-o", "c.safetensors")
+    assert sparse.exit_code == 0, sparse.stderr
+    a, b, c = (load_model(tmp_path / f"{n}.safetensors") for n in "abc")
+    count = [sum(p.numel() for p in m.parameters()) for m in (a, b, c)]
+    assert count[0] > count[1] == count[2]
+    assert json.loads(sparse.stdout)["params"]["total"] == count[2]
