@@ -154,12 +154,15 @@ def _prune_units(request, loaded, model, criterion, data, schedule, size, num_cl
         options, request.exclude, request.seed, progress,
     )  # fmt: skip
     figures = slim_report(outcome, model, size)
+    achieved = figures["removed"][options.target]
+    short = achieved < request.sparsity - 0.01
     return Pruned(
         outcome.result.schedule,
-        figures["removed"][options.target],
+        achieved,
         checkpoint_extra={"slim": outcome.record},
         report_extra={k: figures[k] for k in ("nodes", "macs", "equivalence", "limits")},
-        notes=limit_notes(figures["limits"]),
+        notes=[f"reached {achieved:.4f} of {options.target}, short of {request.sparsity}: see limits"] * short
+        + limit_notes(figures["limits"]),
         dense=outcome.dense,
     )
 

@@ -128,3 +128,13 @@ def test_a_slim_checkpoint_can_be_pruned_again_either_way(cli, tmp_path):
     count = [sum(p.numel() for p in m.parameters()) for m in (a, b, c)]
     assert count[0] > count[1] == count[2]
     assert json.loads(sparse.stdout)["params"]["total"] == count[2]
+
+
+def test_min_keep_that_blocks_the_target_is_reported(cli):
+    args = ("--structured", "--sparsity", "0.9", "--min-keep", "0.5", "--method", "l1", *SMALL, "--json")
+    result = cli("prune", "timm:resnet18", *args)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["nodes"]["sparsity"] <= 0.5 and doc["limits"]["at_min_keep"]
+    assert doc["notes"][0].startswith("reached ") and "short of 0.9" in doc["notes"][0]
+    assert "note: reached" in result.stderr
