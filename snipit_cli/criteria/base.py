@@ -29,11 +29,11 @@ class ScoringContext:
     generator: torch.Generator
 
 
-class Criterion(ABC):
-    """Scores every prunable weight; higher means more important (kept first)."""
+class CriterionInfo(ABC):  # noqa: B024  (abstract through its subclasses' score methods)
+    """What the registry, the schedule and ``snipit methods`` read off every criterion."""
 
-    #: ``weights`` for unstructured criteria; unit criteria say ``units``.
-    level: ClassVar[str] = "weights"
+    #: ``weights`` for unstructured criteria, ``units`` for ``--structured`` ones.
+    level: ClassVar[str]
     #: Registry name, as given to ``--method``.
     name: ClassVar[str]
     #: One line for ``snipit methods``.
@@ -42,6 +42,12 @@ class Criterion(ABC):
     iterative: ClassVar[bool] = False
     #: False for data-free criteria, which then read no calibration batches.
     needs_data: ClassVar[bool] = True
+
+
+class Criterion(CriterionInfo):
+    """Scores every prunable weight; higher means more important (kept first)."""
+
+    level = "weights"
 
     @abstractmethod
     def score(self, ctx: ScoringContext) -> dict[str, torch.Tensor]:
@@ -63,14 +69,10 @@ class UnitScoringContext:
     generator: torch.Generator
 
 
-class UnitCriterion(ABC):
+class UnitCriterion(CriterionInfo):
     """Scores every prunable unit (channel, neuron, head) of every group; higher is kept first."""
 
-    level: ClassVar[str] = "units"
-    name: ClassVar[str]
-    summary: ClassVar[str]
-    iterative: ClassVar[bool] = False
-    needs_data: ClassVar[bool] = True
+    level = "units"
 
     @abstractmethod
     def score_units(self, ctx: UnitScoringContext) -> list[torch.Tensor]:
