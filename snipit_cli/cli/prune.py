@@ -147,8 +147,12 @@ def prune(
         for note in result["notes"]:
             out.note(note)
         out.table(summary_table(result))
-        achieved = result["sparsity"]["achieved"]
-        out.result(result, f"wrote {result['output']} (sparsity {achieved:.4f}) and {result['report']}")
+        sparsity = result["sparsity"]
+        out.result(
+            result,
+            f"wrote {result['output']} ({sparsity['achieved']:.4f} of {sparsity['of']} removed) "
+            f"and {result['report']}",
+        )
 
 
 def _structured_options(
