@@ -313,3 +313,15 @@ def test_failed_report_write_leaves_old_outputs_intact(
     assert folder_listing(tmp_path) == before  # no temp files either
     assert (tmp_path / "out.safetensors").read_bytes() == b"old checkpoint"
     assert (tmp_path / "out.report.json").read_text() == "old report"
+
+
+def test_outputs_get_the_usual_file_mode(cli, tiny_checkpoint, tiny_arch, tmp_path):
+    import os
+    import stat
+
+    result = _prune(cli, tiny_checkpoint, tiny_arch, "-o", "out.safetensors")
+    assert result.exit_code == 0, result.stderr
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("out.safetensors", "out.report.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
