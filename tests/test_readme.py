@@ -41,5 +41,5 @@ def test_every_prune_option_is_documented():
 def test_dependencies_have_lower_bounds():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     deps = {re.split(r"[<>=!~ ]", d)[0]: d for d in project["dependencies"]}
-    assert {"torch", "torchvision", "timm", "typer", "rich", "safetensors"} <= deps.keys()
+    assert {"torch", "torchvision", "timm", "typer", "rich", "safetensors", "torch-pruning"} <= deps.keys()
     assert all(">=" in d for d in deps.values())

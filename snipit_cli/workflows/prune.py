@@ -146,12 +146,11 @@ def _prune_weights(request, loaded, model, criterion, data, schedule, progress) 
     )
 
 
-def _prune_units(request, loaded, model, criterion, data, schedule, size, num_classes, progress) -> Pruned:
+def _prune_units(request, loaded, model, criterion, data, schedule, size, progress) -> Pruned:
     """SNAP-it and friends: remove channels, neurons and heads, then prove the slim model right."""
     options = request.structured
     outcome = slim_model(
-        model, loaded.arch, criterion, data, schedule, size, num_classes,
-        options, request.exclude, request.seed, progress,
+        model, loaded.arch, criterion, data, schedule, size, options, request.exclude, request.seed, progress
     )  # fmt: skip
     figures = slim_report(outcome, model, size)
     achieved = figures["removed"][options.target]

@@ -66,7 +66,6 @@ def slim_model(
     data: CalibrationData,
     schedule: list[float],
     size: Size,
-    num_classes: int,
     options: StructuredOptions,
     exclude: Sequence[str],
     seed: int,
@@ -75,7 +74,7 @@ def slim_model(
     """Prune units of ``model`` in place along ``schedule`` and remove them physically."""
     device = next(model.parameters()).device
     example = torch.zeros(1, *size, device=device)
-    protected = classifier_layers(model, example, num_classes)
+    protected = classifier_layers(model, example)
     model.eval()
     unit_graph = find_unit_groups(model, example, protected, exclude)
     if not unit_graph.groups:
@@ -93,27 +92,23 @@ def slim_model(
     return SlimOutcome(result, dense, record_slim(model, _reference(arch, dense)), unit_graph, diff)
 
 
-def classifier_layers(model: nn.Module, example: torch.Tensor, num_classes: int) -> list[nn.Module]:
-    """Layers whose outputs must stay whole: the last Conv/Linear the forward pass runs, and any
-    Conv/Linear with exactly ``num_classes`` outputs (auxiliary heads)."""
-    order: list[nn.Module] = []
+def classifier_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+    """Layers whose outputs must stay whole: the last Conv/Linear the forward pass runs, and every
+    Conv/Linear whose output has the model's output shape (e.g. DeiT's distillation head)."""
+    ran: list[tuple[nn.Module, torch.Size]] = []
     handles = [
-        m.register_forward_hook(lambda m, *_: order.append(m))
+        m.register_forward_hook(lambda m, _, out: ran.append((m, out.shape)))
         for m in model.modules()
         if isinstance(m, PRUNABLE_TYPES)
     ]
     try:
         with torch.no_grad():
-            model.eval()(example)
+            final = model.eval()(example)
     finally:
         for handle in handles:
             handle.remove()
-    heads = {
-        m
-        for m in model.modules()
-        if getattr(m, "out_features", getattr(m, "out_channels", None)) == num_classes
-    }
-    return list({*heads, *order[-1:]})
+    heads = {m for m, shape in ran if shape == final.shape}
+    return list({*heads, *(m for m, _ in ran[-1:])})
 
 
 def check_equivalence(

@@ -159,3 +159,15 @@ def test_min_keep_floor_bounds_and_is_reported():
     assert [int(g.sum()) for g in result.gates] == [3, 3]  # ceil(0.5 * 6), ceil(0.5 * 5)
     assert result.node_sparsity == pytest.approx(5 / 11)
     assert sorted(result.at_floor) == sorted(g.root for g in unit_graph.groups)
+
+
+def test_only_the_classifier_is_protected_even_when_hidden_widths_equal_the_class_count():
+    from tiny_models import TinyCNN
+
+    from snipit_cli.workflows.structured import classifier_layers
+
+    model = TinyCNN(num_classes=8, width=4)  # features.3 has 8 channels too
+    protected = classifier_layers(model, torch.zeros(1, 3, 8, 8))
+    assert protected == [model.head]
+    roots = {g.root for g in find_unit_groups(model, torch.zeros(1, 3, 8, 8), protected).groups}
+    assert roots == {"features.0", "features.3"}
