@@ -102,9 +102,7 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
     num_classes = probe_num_classes(model, model_input.size, device)
     data = calibration_data(request.data, dataset, model_input, num_classes, device)
     if request.structured:
-        pruned = _prune_units(
-            request, loaded, model, criterion, data, schedule, model_input.size, num_classes, progress
-        )
+        pruned = _prune_units(request, loaded, model, criterion, data, schedule, model_input.size, progress)
     else:
         pruned = _prune_weights(request, loaded, model, criterion, data, schedule, progress)
     model.to("cpu")
