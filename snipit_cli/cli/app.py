@@ -9,6 +9,7 @@ import typer
 from snipit_cli.cli.errors import INTERRUPTED, report_error
 from snipit_cli.cli.methods import methods
 from snipit_cli.cli.prune import EXAMPLES, prune
+from snipit_cli.cli.report import compare_cmd, report
 
 app = typer.Typer(
     name="snipit",
@@ -19,6 +20,8 @@ app = typer.Typer(
 )
 app.command(epilog=EXAMPLES)(prune)
 app.command()(methods)
+app.command()(report)
+app.command("compare")(compare_cmd)
 
 
 @app.callback()

@@ -45,6 +45,12 @@ class Output:
         if self.interactive:
             self.err.print(table)
 
+    def print_tables(self, tables: list[Table]) -> None:
+        """Human tables on stdout: they are the result of report/compare."""
+        console = Console(soft_wrap=False)
+        for table in tables:
+            console.print(table)
+
     def result(self, document: Any, human: str) -> None:
         """The command's result on stdout: the JSON document, or a human line."""
         if self.json_mode:

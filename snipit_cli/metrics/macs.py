@@ -16,6 +16,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 def count_macs(model: nn.Module, input_size: tuple[int, ...], device: torch.device | str = "cpu") -> int:
     """MACs of ``model`` on one input of shape ``input_size`` (C, H, W), in eval mode."""
+    return macs_by_module(model, input_size, device)[""]
+
+
+def macs_by_module(
+    model: nn.Module, input_size: tuple[int, ...], device: torch.device | str = "cpu"
+) -> dict[str, int]:
+    """MACs per module name (``""`` is the whole model; parents include their children)."""
     was_training = model.training
     model.eval()
     try:
@@ -23,4 +30,9 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...], device: torch.devi
             model(torch.zeros(1, *input_size, device=device))
     finally:
         model.train(was_training)
-    return counter.get_total_flops() // 2
+    per_module = {"": counter.get_total_flops() // 2}
+    for key, counts in counter.get_flop_counts().items():
+        _, dot, name = key.partition(".")  # keys are "<RootClass>.<qualified name>"
+        if dot:
+            per_module[name] = sum(counts.values()) // 2
+    return per_module

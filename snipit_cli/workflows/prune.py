@@ -156,7 +156,7 @@ def _prune_units(request, loaded, model, criterion, data, schedule, size, progre
     return Pruned(
         outcome.result.schedule,
         achieved,
-        checkpoint_extra={"slim": outcome.record},
+        checkpoint_extra={"slim": outcome.record, "nodes": figures["nodes"]},
         report_extra={k: figures[k] for k in ("nodes", "macs", "equivalence", "limits")},
         notes=[f"reached {achieved:.4f} of {options.target}, short of {request.sparsity}: see limits"] * short
         + limit_notes(figures["limits"]),

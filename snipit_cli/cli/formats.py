@@ -1,0 +1,116 @@
+"""Rendering report and compare documents as rich tables, markdown and CSV.
+
+One function turns a document into (headers, rows) per table; the three renderers share it, so
+the terminal, markdown and CSV always show the same numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from rich.table import Table
+
+Tables = list[tuple[str, list[str], list[list[str]]]]
+LAYER_COLUMNS = ["name", "type", "shape", "dense_shape", "params", "nonzero", "sparsity", "macs"]
+
+
+def _shape(value: Any) -> str:
+    return "x".join(map(str, value)) if value else ""
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def report_tables(doc: dict[str, Any]) -> Tables:
+    """Totals (plus eval and latency) and the per-layer table of one report document."""
+    totals = [[key, _num(value)] for key, value in doc["totals"].items()]
+    if doc["eval"]:
+        totals += [[f"eval {k}", _num(v)] for k, v in doc["eval"].items()]
+    if doc["latency"]:
+        for bs, t in doc["latency"]["batch_sizes"].items():
+            totals.append([f"latency batch {bs} (ms)", f"{t['median_ms']:.3f} (iqr {t['iqr_ms']:.3f})"])
+        totals.append(
+            ["latency threads / device", f"{doc['latency']['threads']} / {doc['latency']['device']}"]
+        )
+    layers = [
+        [r["name"], r["type"], _shape(r["shape"]), _shape(r.get("dense_shape")), str(r["params"]),
+         str(r["nonzero"]), f"{r['sparsity']:.4f}", str(r["macs"])]
+        for r in doc["layers"]
+    ]  # fmt: skip
+    return [(f"{doc['source']}", ["metric", "value"], totals), ("layers", LAYER_COLUMNS, layers)]
+
+
+def compare_tables(doc: dict[str, Any]) -> Tables:
+    """One row per metric, one column per model, ratios to the first model beside each."""
+    models, ratios = doc["models"], doc["ratios"]
+    headers = ["metric", *(m["source"] for m in models)]
+
+    def row(label: str, values: list[Any], ratio_key: str | None = None, word: str = "fewer") -> list[str]:
+        cells = [label]
+        for i, value in enumerate(values):
+            cell = _num(value)
+            ratio = ratios[i].get(ratio_key) if ratio_key else None
+            if i and ratio:
+                cell += f" ({ratio:.2f}x {word})"
+            cells.append(cell)
+        return cells
+
+    rows = [
+        row("params", [m["totals"]["total"] for m in models], "params"),
+        row("nonzero", [m["totals"]["nonzero"] for m in models], "nonzero"),
+        row("weight sparsity", [m["totals"]["weight_sparsity"] for m in models]),
+        row("MACs", [m["totals"]["macs"] for m in models], "macs"),
+        row("file size (bytes)", [m["totals"]["file_size"] for m in models], "file_size"),
+    ]
+    if all(m["eval"] for m in models):
+        rows.append(row("top-1", [m["eval"]["top1"] for m in models]))
+        rows.append(row("top-5", [m["eval"]["top5"] for m in models]))
+        rows.append(row("loss", [m["eval"]["loss"] for m in models]))
+    if all(m["latency"] for m in models):
+        for bs in models[0]["latency"]["batch_sizes"]:
+            cells = [f"latency batch {bs} (ms)"]
+            for i, m in enumerate(models):
+                t = m["latency"]["batch_sizes"].get(bs)
+                speed = ratios[i].get("speedup", {}).get(bs)
+                cell = f"{t['median_ms']:.3f}" if t else ""
+                cells.append(cell + (f" ({speed:.2f}x faster)" if i and speed else ""))
+            rows.append(cells)
+    return [("compare", headers, rows)]
+
+
+def rich_tables(tables: Tables) -> list[Table]:
+    out = []
+    for title, headers, rows in tables:
+        table = Table(title=title, title_justify="left")
+        for h in headers:
+            table.add_column(h)
+        for r in rows:
+            table.add_row(*r)
+        out.append(table)
+    return out
+
+
+def markdown(tables: Tables) -> str:
+    parts = []
+    for title, headers, rows in tables:
+        lines = [f"### {title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def csv_text(tables: Tables) -> str:
+    """The last table (per-layer for report, the comparison for compare) as CSV."""
+    _, headers, rows = tables[-1]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -1,0 +1,187 @@
+"""``snipit report`` and ``snipit compare``: describe checkpoints for people and pipelines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from snipit_cli.cli import options as opt
+from snipit_cli.cli.errors import error_boundary
+from snipit_cli.cli.formats import compare_tables, csv_text, markdown, report_tables, rich_tables
+from snipit_cli.cli.output import Output
+from snipit_cli.cli.parsing import parse_input_size, parse_json_object
+from snipit_cli.cli.plots import plot_compare, plot_layers
+from snipit_cli.data.build import DataOptions
+from snipit_cli.data.specs import default_data_root, parse_data_spec
+from snipit_cli.errors import UsageError
+from snipit_cli.workflows.describe import DescribeRequest, LatencyOptions, compare, describe
+from snipit_cli.workflows.prune import ModelOptions
+
+
+class Format(StrEnum):
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+FormatOpt = Annotated[Format | None, typer.Option("--format", help="table (default), markdown, csv or json.")]
+Eval = Annotated[bool, typer.Option("--eval", help="Add top-1/top-5 accuracy and mean loss on --data.")]
+EvalBatches = Annotated[
+    int | None, typer.Option(help="Evaluate on at most this many batches [default: all].")
+]
+EvalSplit = Annotated[
+    str, typer.Option("--split", help="Dataset split to evaluate on.", rich_help_panel="Data")
+]
+Latency = Annotated[bool, typer.Option("--latency", help="Measure forward latency (median of --repeats).")]
+LatencyBatch = Annotated[
+    list[int] | None,
+    typer.Option("--latency-batch", help="Batch size to time; repeatable [default: 1 and 32]."),
+]
+Repeats = Annotated[int, typer.Option(help="Timed forward passes per batch size, after warm-up.")]
+Warmup = Annotated[int, typer.Option(help="Untimed warm-up passes per batch size.")]
+Plot = Annotated[Path | None, typer.Option(help="Write a PNG chart (needs the plot extra: matplotlib).")]
+
+
+def _request(
+    spec: str, arch, arch_kwargs, num_classes, trust_pickle, input_size, device,
+    data, data_root, split, batch_size, eval_, eval_batches, latency, latency_batch, repeats, warmup,
+) -> DescribeRequest:  # fmt: skip
+    if eval_batches is not None and eval_batches < 1:
+        raise UsageError("--eval-batches must be at least 1")
+    if repeats < 1 or warmup < 0:
+        raise UsageError("--repeats must be at least 1 and --warmup 0 or more")
+    data_spec = parse_data_spec(data)
+    data_options = None
+    if eval_:
+        default = 10 if data_spec.kind == "synthetic" else 10**9  # all of a real split
+        data_options = DataOptions(
+            data_spec, data_root or default_data_root(), split, batch_size=batch_size,
+            batches=eval_batches or default,
+        )  # fmt: skip
+    return DescribeRequest(
+        model=ModelOptions(
+            spec,
+            arch=arch,
+            arch_kwargs=parse_json_object(arch_kwargs, "--arch-kwargs"),
+            num_classes=num_classes,
+            trust_pickle=trust_pickle,
+            input_size=parse_input_size(input_size) if input_size else None,
+        ),  # fmt: skip
+        data=data_options,
+        latency=LatencyOptions(latency_batch or [1, 32], repeats, warmup) if latency else None,
+        device=device,
+    )
+
+
+def _emit(out: Output, doc: dict[str, Any], tables, fmt: Format | None, json_: bool) -> None:
+    chosen = Format.json if json_ else (fmt or Format.table)
+    if chosen is Format.json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    elif chosen is Format.markdown:
+        sys.stdout.write(markdown(tables))
+    elif chosen is Format.csv:
+        sys.stdout.write(csv_text(tables))
+    else:
+        out.print_tables(rich_tables(tables))
+
+
+def report(
+    model: opt.Model,
+    arch: opt.Arch = None,
+    arch_kwargs: opt.ArchKwargs = None,
+    num_classes: opt.NumClasses = None,
+    trust_pickle: opt.TrustPickle = False,
+    input_size: opt.InputSize = None,
+    device: opt.Device = "auto",
+    data: opt.Data = "synthetic",
+    data_root: opt.DataRoot = None,
+    split: EvalSplit = "test",
+    batch_size: opt.BatchSize = 64,
+    eval_: Eval = False,
+    eval_batches: EvalBatches = None,
+    latency: Latency = False,
+    latency_batch: LatencyBatch = None,
+    repeats: Repeats = 20,
+    warmup: Warmup = 3,
+    fmt: FormatOpt = None,
+    json_: opt.Json = False,
+    plot: Plot = None,
+    debug: opt.Debug = False,
+) -> None:
+    """Describe MODEL: per-layer shapes, params, sparsity and MACs, totals, file size;
+    accuracy with --eval, measured latency with --latency."""
+    out = Output(json_mode=json_)
+    with error_boundary(debug):
+        request = _request(
+            model, arch, arch_kwargs, num_classes, trust_pickle, input_size, device, data, data_root,
+            split, batch_size, eval_, eval_batches, latency, latency_batch, repeats, warmup,
+        )  # fmt: skip
+        doc = describe(request)
+        if plot:
+            plot_layers(doc, plot)
+        _emit(out, doc, report_tables(doc), fmt, json_)
+
+
+def compare_cmd(
+    models: Annotated[list[str], typer.Argument(help="Two or more models; the first is the baseline.")],
+    arch: opt.Arch = None,
+    arch_kwargs: opt.ArchKwargs = None,
+    num_classes: opt.NumClasses = None,
+    trust_pickle: opt.TrustPickle = False,
+    input_size: opt.InputSize = None,
+    device: opt.Device = "auto",
+    data: opt.Data = "synthetic",
+    data_root: opt.DataRoot = None,
+    split: EvalSplit = "test",
+    batch_size: opt.BatchSize = 64,
+    eval_: Eval = False,
+    eval_batches: EvalBatches = None,
+    latency: Latency = False,
+    latency_batch: LatencyBatch = None,
+    repeats: Repeats = 20,
+    warmup: Warmup = 3,
+    fmt: FormatOpt = None,
+    json_: opt.Json = False,
+    plot: Plot = None,
+    debug: opt.Debug = False,
+) -> None:
+    """Compare models side by side (the first is the baseline): params, MACs, file size,
+    accuracy and latency, with ratios such as "3.9x fewer MACs, 2.7x faster"."""
+    out = Output(json_mode=json_)
+    with error_boundary(debug):
+        if len(models) < 2:
+            raise UsageError(
+                "compare needs at least two models, e.g. snipit compare timm:resnet18 slim.safetensors"
+            )
+        requests = [
+            _request(
+                m,
+                arch,
+                arch_kwargs,
+                num_classes,
+                trust_pickle,
+                input_size,
+                device,
+                data,
+                data_root,
+                split,
+                batch_size,
+                eval_,
+                eval_batches,
+                latency,
+                latency_batch,
+                repeats,
+                warmup,
+            )  # fmt: skip
+            for m in models
+        ]
+        doc = compare(requests)
+        if plot:
+            plot_compare(doc, plot)
+        _emit(out, doc, compare_tables(doc), fmt, json_)

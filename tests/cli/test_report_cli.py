@@ -1,0 +1,198 @@
+"""``snipit report`` / ``snipit compare``: exact figures, formats, plots, ratios, pipelines."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from snipit_cli.metrics.accuracy import evaluate
+from snipit_cli.metrics.macs import macs_by_module
+
+REPORT_KEYS = {"snipit_version", "source", "model", "pruning", "totals", "layers", "eval", "latency"}
+TOTAL_KEYS = {
+    "total",
+    "nonzero",
+    "prunable",
+    "prunable_nonzero",
+    "weight_sparsity",
+    "node_sparsity",
+    "macs",
+    "file_size",
+}
+SMALL = (
+    "--input-size",
+    "3,32,32",
+    "--num-classes",
+    "10",
+    "--batch-size",
+    "2",
+    "--batches",
+    "1",
+    "--steps",
+    "1",
+)
+
+
+@pytest.fixture
+def sparse_tiny(cli, tiny_checkpoint, tiny_arch, tmp_path):
+    args = (
+        "--input-size",
+        "3,8,8",
+        "--batch-size",
+        "4",
+        "--batches",
+        "1",
+        "--steps",
+        "1",
+        "--sparsity",
+        "0.7",
+    )
+    result = cli("prune", tiny_checkpoint, "--arch", tiny_arch, *args, "-o", "sparse.safetensors")
+    assert result.exit_code == 0, result.stderr
+    return tmp_path / "sparse.safetensors"
+
+
+@pytest.fixture
+def slim_resnet(cli, tmp_path):
+    result = cli(
+        "prune", "timm:resnet18", "--structured", "--sparsity", "0.5", *SMALL, "-o", "slim.safetensors"
+    )
+    assert result.exit_code == 0, result.stderr
+    return tmp_path / "slim.safetensors"
+
+
+def test_report_of_a_known_checkpoint_is_exact(cli, sparse_tiny):
+    result = cli("report", sparse_tiny, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc.keys() >= REPORT_KEYS and doc["totals"].keys() >= TOTAL_KEYS
+    tensors = load_file(sparse_tiny)
+    weights = [tensors[f"{n}.weight"] for n in ("features.0", "features.3", "head")]
+    total, zeros = sum(w.numel() for w in weights), sum(int((w == 0).sum()) for w in weights)
+    assert doc["totals"]["prunable"] == total and doc["totals"]["prunable_nonzero"] == total - zeros
+    assert (
+        doc["totals"]["weight_sparsity"] == pytest.approx(zeros / total) == pytest.approx(0.7, abs=1 / total)
+    )
+    assert doc["totals"]["total"] == sum(
+        t.numel() for k, t in tensors.items() if "running" not in k and "num_batches" not in k
+    )
+    assert doc["totals"]["file_size"] == sparse_tiny.stat().st_size
+    assert doc["pruning"]["method"] == "snip-it" and doc["totals"]["node_sparsity"] is None
+    # MACs: 4x3x9 taps at 8x8 + 8x4x9 at 8x8 + 8x5 (the tiny CNN keeps its 8x8 maps)
+    assert doc["totals"]["macs"] == 4 * 3 * 9 * 64 + 8 * 4 * 9 * 64 + 8 * 5
+    assert [r["macs"] for r in doc["layers"]] == [4 * 3 * 9 * 64, 8 * 4 * 9 * 64, 8 * 5]
+
+
+def test_markdown_and_csv_parse(cli, sparse_tiny):
+    md = cli("report", sparse_tiny, "--format", "markdown").stdout
+    table_lines = [line for line in md.splitlines() if line.startswith("|")]
+    assert table_lines and len({line.count("|") for line in table_lines[-4:]}) == 1
+    rows = list(csv.DictReader(io.StringIO(cli("report", sparse_tiny, "--format", "csv").stdout)))
+    assert [r["name"] for r in rows] == ["features.0", "features.3", "head"]
+    assert rows[0]["shape"] == "4x3x3x3" and float(rows[0]["sparsity"]) >= 0
+
+
+def test_plot_is_a_real_png(cli, slim_resnet, tmp_path):
+    result = cli("report", slim_resnet, "--plot", "layers.png", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = (tmp_path / "layers.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    json.loads(result.stdout)
+
+
+def test_plot_without_matplotlib_is_a_clear_error(cli, sparse_tiny, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if not installed
+    result = cli("report", sparse_tiny, "--plot", "x.png")
+    assert result.exit_code == 2 and "pip install 'snipit[plot]'" in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_compare_ratios_match_the_individual_reports(cli, slim_resnet):
+    dense_args = ("--num-classes", "10", "--input-size", "3,32,32")
+    result = cli("compare", "timm:resnet18", slim_resnet, *dense_args, "--latency", "--repeats", "3",
+                 "--warmup", "1", "--latency-batch", "2", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    dense, slim = doc["models"]
+    single = json.loads(cli("report", slim_resnet, "--json").stdout)
+    assert slim["totals"] == single["totals"]
+    ratio = doc["ratios"][1]
+    assert ratio["params"] == dense["totals"]["total"] / slim["totals"]["total"] > 1
+    assert ratio["macs"] == dense["totals"]["macs"] / slim["totals"]["macs"] > 1
+    t_dense, t_slim = dense["latency"]["batch_sizes"]["2"], slim["latency"]["batch_sizes"]["2"]
+    assert ratio["speedup"]["2"] == t_dense["median_ms"] / t_slim["median_ms"]
+    assert dense["latency"]["threads"] == torch.get_num_threads() and dense["latency"]["repeats"] == 3
+    assert doc["ratios"][0]["params"] == 1.0
+
+
+def test_compare_plot_and_table(cli, slim_resnet, tmp_path):
+    args = ("timm:resnet18", slim_resnet, "--num-classes", "10", "--input-size", "3,32,32", "--latency",
+            "--repeats", "2", "--warmup", "0", "--latency-batch", "1")  # fmt: skip
+    result = cli("compare", *args, "--plot", "cmp.png")
+    assert result.exit_code == 0, result.stderr
+    assert "fewer" in result.stdout and "faster" in result.stdout
+    assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_names_the_model_that_cannot_load(cli, slim_resnet):
+    result = cli("compare", slim_resnet, "missing.safetensors")
+    assert result.exit_code == 2 and "cannot load missing.safetensors" in result.stderr
+    assert cli("compare", slim_resnet).exit_code == 2
+
+
+def test_eval_on_an_image_folder(cli, sparse_tiny, tmp_path):
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (40 * i, 80, 120)).save(tmp_path / "imgs" / label / f"{i}.png")
+    data = f"imagefolder:{tmp_path / 'imgs'}"
+    result = cli("report", sparse_tiny, "--data", data, "--eval", "--batch-size", "4", "--json")
+    assert result.exit_code == 0, result.stderr
+    ev = json.loads(result.stdout)["eval"]
+    assert ev["samples"] == 6 and 0 <= ev["top1"] <= ev["top5"] <= 1 and ev["loss"] > 0
+
+
+def test_evaluate_against_hand_computed_accuracy():
+    model = torch.nn.Linear(3, 3, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(3))  # logits = inputs
+    x = torch.tensor([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [1.0, 2.0, 3.0]])
+    y = torch.tensor([0, 2, 0])  # right, second guess, third guess
+    result = evaluate(model, [(x, y)])
+    assert result["top1"] == pytest.approx(1 / 3) and result["top5"] == 1.0 and result["samples"] == 3
+    assert result["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(x, y)))
+
+
+def test_macs_by_module_names_layers():
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(256, 5)
+    )
+    macs = macs_by_module(net, (3, 8, 8))
+    assert macs == {"": 4 * 3 * 9 * 64 + 256 * 5, "0": 4 * 3 * 9 * 64, "2": 256 * 5}
+
+
+def test_every_json_output_is_clean_in_a_pipeline(tmp_path, slim_resnet):
+    """Through real processes with stdout piped and colour forced on: stdout is JSON and nothing else."""
+    snipit = [sys.executable, "-m", "snipit_cli"]
+    env = {**os.environ, "FORCE_COLOR": "1"}
+    commands = [
+        ["methods", "--json"],
+        ["prune", "timm:resnet18", *SMALL, "--sparsity", "0.5", "-o", "p.safetensors", "--json"],
+        ["report", str(slim_resnet), "--json"],
+        ["compare", str(slim_resnet), "p.safetensors", "--json"],
+    ]
+    for args in commands:
+        proc = subprocess.run(
+            [*snipit, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr
+        json.loads(proc.stdout)
+        assert "\x1b" not in proc.stdout
