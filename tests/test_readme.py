@@ -27,13 +27,15 @@ def test_constraints_pin_the_tested_torch():
     assert "torch==2.14.1" in pins and "torchvision==0.29.1" in pins
 
 
-def test_every_prune_option_is_documented():
+def test_every_option_of_every_command_is_documented():
     from typer.main import get_command
 
     from snipit_cli.cli.app import app
 
-    prune = get_command(app).commands["prune"]
-    flags = {opt for p in prune.params for opt in getattr(p, "opts", []) if opt.startswith("--")}
+    commands = get_command(app).commands.values()
+    flags = {
+        opt for c in commands for p in c.params for opt in getattr(p, "opts", []) if opt.startswith("--")
+    }
     documented = set(re.findall(r"--[a-z][a-z-]*[a-z]", README))
     assert sorted(flags - documented) == []
 
