@@ -26,6 +26,9 @@ from rich.table import Table
 from snipit_cli.pruning.engine import NullProgress
 
 
+_UNBOUNDED_WIDTH = 1000
+
+
 class Output:
     """Where a command's words go, by mode: ``json``, ``quiet`` and whether stderr is a terminal."""
 
@@ -46,8 +49,14 @@ class Output:
             self.err.print(table)
 
     def print_tables(self, tables: list[Table]) -> None:
-        """Human tables on stdout: they are the result of report/compare."""
+        """Human tables on stdout: they are the result of report/compare.
+
+        Redirected to a file or a pager, a table takes the width it needs instead of being cut
+        to 80 columns with ellipses (layer names must survive ``> report.txt``).
+        """
         console = Console(soft_wrap=False)
+        if not console.is_terminal:
+            console = Console(soft_wrap=False, width=_UNBOUNDED_WIDTH)
         for table in tables:
             console.print(table)
 

@@ -196,3 +196,18 @@ def test_every_json_output_is_clean_in_a_pipeline(tmp_path, slim_resnet):
         assert proc.returncode == 0, proc.stderr
         json.loads(proc.stdout)
         assert "\x1b" not in proc.stdout
+
+
+def test_a_redirected_table_keeps_whole_layer_names(tmp_path, slim_resnet):
+    """`snipit report x > report.txt` must not cut names to 80 columns."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snipit_cli", "report", str(slim_resnet)],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "COLUMNS")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "layer4.0.downsample.0" in proc.stdout
+    assert "…" not in proc.stdout
