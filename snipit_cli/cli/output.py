@@ -25,7 +25,6 @@ from rich.table import Table
 
 from snipit_cli.pruning.engine import NullProgress
 
-
 _UNBOUNDED_WIDTH = 1000
 
 
