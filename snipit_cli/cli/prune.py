@@ -69,7 +69,13 @@ def prune(
             help="With --structured: share of each group's units always kept, at least 1 [default: 0.05]."
         ),
     ] = None,
-    steps: Annotated[int, typer.Option(help="SNIP-it steps S: the run scores S+2 times.")] = 5,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Schedule length: SNIP-it's S (the run scores S+2 times) [default: 5]; "
+            "SynFlow's iterations [default: 100]."
+        ),
+    ] = None,
     exclude: Annotated[
         list[str] | None,
         typer.Option(help="Keep layers dense whose module name matches (fnmatch); repeatable."),

@@ -10,6 +10,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from snipit_cli.pruning.schedule import one_shot_schedule, snipit_schedule
 from snipit_cli.pruning.structured.groups import UnitGroup
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -20,13 +21,15 @@ class ScoringContext:
     """What a criterion may look at when it scores one pruning step.
 
     ``weights`` are the prunable parameters by module name, already masked by earlier steps;
-    ``batches`` yields (inputs, labels) on the model's device and is read at most once.
+    ``batches`` yields (inputs, labels) on the model's device and is read at most once;
+    ``input_size`` (C, H, W) lets data-free criteria build their own input.
     """
 
     model: nn.Module
     weights: dict[str, nn.Parameter]
     batches: Iterable[Batch]
     generator: torch.Generator
+    input_size: tuple[int, ...] | None = None
 
 
 class CriterionInfo(ABC):  # noqa: B024  (abstract through its subclasses' score methods)
@@ -43,15 +46,25 @@ class CriterionInfo(ABC):  # noqa: B024  (abstract through its subclasses' score
     #: False for data-free criteria, which then read no calibration batches.
     needs_data: ClassVar[bool] = True
 
+    def schedule(self, sparsity: float, steps: int | None = None) -> list[float]:
+        """Pruned fraction after each scoring round: SNIP-it's (``steps`` S, default 5) for
+        iterative criteria, a single step otherwise. Criteria with their own schedule override."""
+        if self.iterative:
+            return snipit_schedule(sparsity, 5 if steps is None else steps)
+        return one_shot_schedule(sparsity)
+
 
 class Criterion(CriterionInfo):
-    """Scores every prunable weight; higher means more important (kept first)."""
+    """Scores every prunable weight; higher means more important (kept first).
+
+    Scores may be negative (GraSP's are signed); only their order matters.
+    """
 
     level = "weights"
 
     @abstractmethod
     def score(self, ctx: ScoringContext) -> dict[str, torch.Tensor]:
-        """Return one non-negative score tensor per entry of ``ctx.weights``, same shapes."""
+        """Return one finite score tensor per entry of ``ctx.weights``, same shapes."""
 
 
 @dataclass

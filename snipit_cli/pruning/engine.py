@@ -15,7 +15,7 @@ from torch import nn
 
 from snipit_cli.criteria.base import Batch, Criterion, ScoringContext
 from snipit_cli.pruning.masks import Masks, apply_masks, compute_masks, count_kept
-from snipit_cli.pruning.schedule import count_to_prune, one_shot_schedule, snipit_schedule
+from snipit_cli.pruning.schedule import count_to_prune
 
 
 class Progress(Protocol):
@@ -64,9 +64,9 @@ class PruneResult:
         return (self.total - count_kept(self.masks)) / self.total
 
 
-def schedule_for(criterion: Criterion, sparsity: float, steps: int) -> list[float]:
-    """SNIP-it schedule for iterative criteria, one step straight to ``sparsity`` otherwise."""
-    return snipit_schedule(sparsity, steps) if criterion.iterative else one_shot_schedule(sparsity)
+def schedule_for(criterion: Criterion, sparsity: float, steps: int | None = None) -> list[float]:
+    """The criterion's own schedule (SNIP-it's, one shot, SynFlow's exponential one)."""
+    return criterion.schedule(sparsity, steps)
 
 
 def prune(
@@ -78,6 +78,7 @@ def prune(
     n_batches: int,
     seed: int = 0,
     progress: Progress | None = None,
+    input_size: tuple[int, ...] | None = None,
 ) -> PruneResult:
     """Prune ``weights`` of ``model`` in place along ``schedule`` (pruned fractions).
 
@@ -94,7 +95,7 @@ def prune(
         reads = n_batches if criterion.needs_data else 0
         progress.start_step(step, len(schedule), fraction, reads)
         batches = counted_batches(batches_for_step(step), progress) if reads else ()
-        ctx = ScoringContext(model=model, weights=weights, batches=batches, generator=generator)
+        ctx = ScoringContext(model, weights, batches, generator, input_size)
         scores = criterion.score(ctx)
         _record_zero_scores(scores, masks, result.zero_score_layers)
         keep = min(total - count_to_prune(fraction, total), count_kept(masks))

@@ -36,6 +36,19 @@ def snipit_schedule(limit: float, steps: int = 5) -> list[float]:
     return [round(limit - (limit - lower) * 0.5**i, 12) for i in range(steps + 1)] + [limit]
 
 
+def exponential_schedule(limit: float, iterations: int = 100) -> list[float]:
+    """SynFlow's schedule: density ``(1 - limit) ** (k / n)`` after step k = 1..n (Tanaka et al. 2020).
+
+    Each step removes the same fraction of what is left, so late steps remove few weights.
+    """
+    validate_sparsity(limit)
+    if iterations < 1:
+        raise UsageError(f"--steps must be at least 1 for an exponential schedule, got {iterations}")
+    fractions = [round(1 - (1 - limit) ** (k / iterations), 12) for k in range(1, iterations + 1)]
+    fractions[-1] = limit
+    return fractions
+
+
 def one_shot_schedule(limit: float) -> list[float]:
     """A single step straight to ``limit`` (SNIP, magnitude, random)."""
     return [validate_sparsity(limit)]

@@ -51,7 +51,7 @@ class PruneRequest:
     data: DataOptions
     method: str | None = None  # default: snip-it, or snap-it with structured
     sparsity: float = 0.9
-    steps: int = 5
+    steps: int | None = None  # default: the criterion's own (5 for snip-it)
     exclude: list[str] = field(default_factory=list)
     seed: int = 0
     device: str = "auto"
@@ -104,7 +104,7 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
     if request.structured:
         pruned = _prune_units(request, loaded, model, criterion, data, schedule, model_input.size, progress)
     else:
-        pruned = _prune_weights(request, loaded, model, criterion, data, schedule, progress)
+        pruned = _prune_weights(request, loaded, model, criterion, data, schedule, model_input.size, progress)
     model.to("cpu")
 
     document = checkpoint_document(loaded, model_input, num_classes, criterion, pruned, request, data)
@@ -130,11 +130,13 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
     return PruneOutcome(model, report)
 
 
-def _prune_weights(request, loaded, model, criterion, data, schedule, progress) -> Pruned:
+def _prune_weights(request, loaded, model, criterion, data, schedule, size, progress) -> Pruned:
     """SNIP-it and friends: zero weights in place."""
     weights = prunable_weights(model, request.exclude)
     _check_not_sparser_already(weights, request.sparsity, loaded.source)
-    result = prune(model, weights, criterion, data.batches, schedule, data.n_batches, request.seed, progress)
+    result = prune(
+        model, weights, criterion, data.batches, schedule, data.n_batches, request.seed, progress, size
+    )  # fmt: skip
     slim = (loaded.metadata or {}).get("slim")  # a slim checkpoint keeps its shapes
     return Pruned(
         result.schedule,
