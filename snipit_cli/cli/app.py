@@ -10,6 +10,8 @@ from snipit_cli.cli.errors import INTERRUPTED, report_error
 from snipit_cli.cli.methods import methods
 from snipit_cli.cli.prune import EXAMPLES, prune
 from snipit_cli.cli.report import compare_cmd, report
+from snipit_cli.cli.train import EXAMPLES as TRAIN_EXAMPLES
+from snipit_cli.cli.train import train
 
 app = typer.Typer(
     name="snipit",
@@ -19,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command(epilog=EXAMPLES)(prune)
+app.command(epilog=TRAIN_EXAMPLES)(train)
 app.command()(methods)
 app.command()(report)
 app.command("compare")(compare_cmd)

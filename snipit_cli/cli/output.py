@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from snipit_cli.pruning.engine import NullProgress
+from snipit_cli.training.loop import NullEpochProgress
 
 _UNBOUNDED_WIDTH = 1000
 
@@ -82,6 +83,58 @@ class Output:
             yield progress
         finally:
             progress.close()
+
+    @contextmanager
+    def training_progress(self) -> Iterator[Any]:
+        """Epoch and batch bars for ``snipit train``, plus one line per epoch; silent off a terminal
+        except for the per-epoch lines, which go to stderr unless --quiet."""
+        if self.quiet:
+            yield NullEpochProgress()
+            return
+        progress = RichTrainProgress(self.err, bars=self.interactive)
+        try:
+            yield progress
+        finally:
+            progress.close()
+
+
+class RichTrainProgress:
+    """Adapts the training loop's protocol: a bar per epoch's batches and a line per epoch."""
+
+    def __init__(self, console: Console, bars: bool):
+        self.console, self.bars = console, bars
+        self.bar = Progress(*RichPruneProgress.COLUMNS, console=console) if bars else None
+        self.task = None
+
+    def close(self) -> None:
+        if self.bar is not None and self.task is not None:
+            self.bar.stop()
+
+    def start_epoch(self, epoch: int, n_epochs: int, n_batches: int) -> None:
+        if self.bar is None:
+            return
+        desc = f"epoch {epoch + 1}/{n_epochs}"
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task(desc, total=n_batches)
+        else:
+            self.bar.reset(self.task, total=n_batches, description=desc)
+
+    def advance_batch(self, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def end_epoch(self, record: dict) -> None:
+        test = f"  test top-1 {record['test_top1']:.4f}" if record["test_top1"] is not None else ""
+        line = (
+            f"epoch {record['epoch']}: loss {record['train_loss']:.4f}  top-1 {record['train_top1']:.4f}"
+            f"{test}  sparsity {record['weight_sparsity']:.4f}  params {record['params']:,}  "
+            f"{record['seconds']:.1f}s"
+        )
+        if self.bar is not None:
+            self.bar.console.print(line, highlight=False)
+        else:
+            sys.stderr.write(line + "\n")
 
 
 class RichPruneProgress:

@@ -146,7 +146,7 @@ def prune(
             output=output,
             report=report,
             force=force,
-            structured=_structured_options(structured, target, min_keep),
+            structured=structured_options(structured, target, min_keep),
         )
         with out.pruning_progress() as progress:
             result = run_prune(request, progress).report
@@ -161,7 +161,7 @@ def prune(
         )
 
 
-def _structured_options(
+def structured_options(
     structured: bool, target: Target | None, min_keep: float | None
 ) -> StructuredOptions | None:
     if not structured:

@@ -9,7 +9,7 @@ from snipit_cli.criteria.registry import (
 )
 
 # Importing the modules registers the built-in criteria.
-from snipit_cli.criteria import snip, magnitude, random_, snap  # noqa: E402,F401  isort: skip
+from snipit_cli.criteria import snip, magnitude, random_, grasp, synflow, snap  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "Batch",

@@ -56,6 +56,19 @@ def dataset_input_spec(dataset: Dataset | None) -> InputSpec | None:
     return InputSpec((info.channels, *info.size), info.mean, info.std, f"{info.name} native size")
 
 
+def model_transform(options: DataOptions, dataset: Dataset, model_input: InputSpec) -> ToModelInput:
+    """Dataset image -> model input; mean/std by precedence: flags, model, dataset custom."""
+    info: DatasetInfo = dataset.info  # type: ignore[attr-defined]
+    channels = model_input.size[0]
+    mean = options.mean or model_input.mean or info.mean
+    std = options.std or model_input.std or info.std
+    return ToModelInput(
+        model_input.size,
+        broadcast_channels(mean, channels, "--mean"),
+        broadcast_channels(std, channels, "--std"),
+    )
+
+
 def calibration_data(
     options: DataOptions,
     dataset: Dataset | None,
@@ -73,15 +86,7 @@ def calibration_data(
     )
     if dataset is None:
         return SyntheticData(**common, size=model_input.size, num_classes=num_classes)
-    info: DatasetInfo = dataset.info  # type: ignore[attr-defined]
-    channels = model_input.size[0]
-    mean = options.mean or model_input.mean or info.mean
-    std = options.std or model_input.std or info.std
-    transform = ToModelInput(
-        model_input.size,
-        broadcast_channels(mean, channels, "--mean"),
-        broadcast_channels(std, channels, "--std"),
-    )
+    transform = model_transform(options, dataset, model_input)
     return DatasetData(
         **common, dataset=dataset, transform=transform, num_classes=num_classes, workers=options.workers
     )

@@ -1,4 +1,4 @@
-"""Architecture specs: ``timm:NAME``, ``torchvision:NAME`` or user code ``module:callable``.
+"""Architecture specs: ``timm:NAME``, ``torchvision:NAME``, ``snipit:NAME`` or user code ``module:callable``.
 
 An :class:`ArchSpec` is what snipit records in checkpoint metadata so that a checkpoint can be
 rebuilt from tensors alone, never by unpickling a module (as timm's ``_builder`` does).
@@ -18,8 +18,8 @@ from torch import nn
 
 from snipit_cli.errors import ModelError, UsageError
 
-Kind = Literal["timm", "torchvision", "code"]
-LIBRARY_PREFIXES = ("timm", "torchvision")
+Kind = Literal["timm", "torchvision", "snipit", "code"]
+LIBRARY_PREFIXES = ("timm", "torchvision", "snipit")
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,8 @@ def build_model(arch: ArchSpec, pretrained: bool = False, from_checkpoint: bool 
         return _build_torchvision(arch, pretrained)
     if pretrained:
         raise UsageError("--pretrained applies to timm: and torchvision: models only")
+    if arch.kind == "snipit":
+        return _build_zoo(arch)
     return _build_code(arch, from_checkpoint)
 
 
@@ -116,6 +118,17 @@ def _build_torchvision(arch: ArchSpec, pretrained: bool) -> nn.Module:
         return torchvision.models.get_model(arch.name, weights=weights, **_class_kwargs(arch))
     except Exception as exc:
         raise _build_error(arch, pretrained, exc) from exc
+
+
+def _build_zoo(arch: ArchSpec) -> nn.Module:
+    from snipit_cli.models.zoo import ZOO
+
+    if arch.name not in ZOO:
+        raise ModelError(f"unknown snipit model {arch.name!r}{_close_matches(arch.name, list(ZOO))}")
+    try:
+        return ZOO[arch.name](**_class_kwargs(arch))
+    except TypeError as exc:
+        raise ModelError(f"could not build {arch}: {exc}; check --arch-kwargs") from exc
 
 
 def _build_error(arch: ArchSpec, pretrained: bool, exc: Exception) -> ModelError:

@@ -25,7 +25,8 @@ class InputSpec:
 
 
 def library_input_spec(model: nn.Module, arch: ArchSpec | None) -> InputSpec | None:
-    """What the model's library says: timm's data config, or torchvision's weights preset."""
+    """What the model's library says: timm's data config, torchvision's weights preset, or the
+    zoo network's own size (no mean/std: the dataset's are used)."""
     if arch is not None and arch.kind == "timm" or getattr(model, "pretrained_cfg", None):
         from timm.data import resolve_data_config
 
@@ -33,6 +34,9 @@ def library_input_spec(model: nn.Module, arch: ArchSpec | None) -> InputSpec | N
         return InputSpec(tuple(cfg["input_size"]), tuple(cfg["mean"]), tuple(cfg["std"]), "timm data config")
     if arch is not None and arch.kind == "torchvision":
         return _torchvision_spec(arch.name)
+    if arch is not None and arch.kind == "snipit":
+        side = int(arch.kwargs.get("img_size", 28))
+        return InputSpec((int(arch.kwargs.get("in_chans", 1)), side, side), None, None, "snipit model")
     return None
 
 

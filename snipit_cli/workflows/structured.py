@@ -168,6 +168,32 @@ def _slim_copy(model, example, protected, exclude, gates_by_root: dict[str, torc
     return trial.eval()
 
 
+def kept_indices(outcome: SlimOutcome, size: Size, exclude: Sequence[str]) -> dict[str, torch.Tensor]:
+    """For every parameter of the slim model, the flat indices of its entries in the dense one.
+
+    The same surgery is replayed on a float64 copy whose parameters hold their own flat indices
+    (exact up to 2**53), so optimizer state can follow the weights through the surgery.
+    """
+    shadow = copy.deepcopy(outcome.dense).double()
+    with torch.no_grad():
+        for p in shadow.parameters():
+            p.copy_(torch.arange(p.numel(), dtype=torch.float64).view_as(p))
+    device = next(shadow.parameters()).device
+    example = torch.zeros(1, *size, device=device, dtype=torch.float64)
+    protected = _names(outcome.dense, classifier_layers(outcome.dense, example.float()))
+    gates = {g.root: gate for g, gate in zip(outcome.unit_graph.groups, outcome.result.gates, strict=True)}
+    slim = _slim_copy(shadow, example, protected, exclude, gates)
+    return {name: p.detach().flatten().round().long() for name, p in slim.named_parameters()}
+
+
+def count_units(model: nn.Module, size: Size, exclude: Sequence[str]) -> int:
+    """Prunable units of ``model`` as it is now (for schedules stated against the dense model)."""
+    device = next(model.parameters()).device
+    example = torch.zeros(1, *size, device=device)
+    graph = find_unit_groups(model, example, classifier_layers(model, example), exclude)
+    return sum(g.size for g in graph.groups)
+
+
 def _names(model: nn.Module, modules: Sequence[nn.Module]) -> list[str]:
     return [n for n, m in model.named_modules() if m in modules]
 

@@ -1,0 +1,223 @@
+"""``snipit train``: turn flags into a :class:`TrainRequest`, run it, print the result."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from snipit_cli.cli import options as opt
+from snipit_cli.cli.errors import error_boundary
+from snipit_cli.cli.output import Output
+from snipit_cli.cli.parsing import parse_floats, parse_input_size, parse_json_object
+from snipit_cli.cli.prune import Split, Target, structured_options
+from snipit_cli.data.build import DataOptions
+from snipit_cli.data.specs import default_data_root, parse_data_spec
+from snipit_cli.errors import UsageError
+from snipit_cli.training.optim import OptimizerOptions
+from snipit_cli.workflows.prune import ModelOptions
+from snipit_cli.workflows.train import PruneWhileTraining, TrainRequest, run_train
+
+_T = {"rich_help_panel": "Training"}
+_P = {"rich_help_panel": "Pruning while training"}
+_D = {"rich_help_panel": "Data"}
+
+EXAMPLES = """
+Examples:
+
+  snipit train pruned.safetensors --data cifar10 --epochs 30 -o finetuned.safetensors
+
+  snipit train snipit:lenet5-caffe --data mnist --data-root ../shared/data/mnist --split test --holdout 0.2 \\
+      --epochs 20 --prune-method snip-it --sparsity 0.98 --prune-delay 2 --prune-freq 2
+
+  snipit train finetuned.safetensors --resume --epochs 40 -o finetuned-40.safetensors
+"""
+
+
+class Optimizer(StrEnum):
+    sgd = "sgd"
+    adamw = "adamw"
+
+
+class LrSchedule(StrEnum):
+    cosine = "cosine"
+    constant = "constant"
+
+
+class TestSplit(StrEnum):
+    train = "train"
+    test = "test"
+    none = "none"
+
+
+def train(
+    model: opt.Model,
+    epochs: Annotated[int, typer.Option(help="Epochs to train (the total, with --resume).", **_T)] = 10,
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.", **_T)] = Optimizer.sgd,
+    lr: Annotated[
+        float | None,
+        typer.Option(help="Peak learning rate [default: 0.05 sgd, 0.001 adamw].", **_T),
+    ] = None,
+    momentum: Annotated[float, typer.Option(help="SGD momentum.", **_T)] = 0.9,
+    weight_decay: Annotated[
+        float,
+        typer.Option(help="Weight decay (weights only, not norms or biases).", **_T),
+    ] = 5e-4,
+    lr_schedule: Annotated[
+        LrSchedule, typer.Option(help="Learning-rate schedule over all steps.", **_T)
+    ] = LrSchedule.cosine,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.", **_T)] = 128,
+    test_split: Annotated[
+        TestSplit,
+        typer.Option(help="Split evaluated after every epoch (none: no evaluation).", **_T),
+    ] = TestSplit.test,
+    holdout: Annotated[
+        float | None,
+        typer.Option(
+            help="Evaluate on this seeded fraction of --split instead of --test-split, trained on the rest.",
+            **_T,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Continue MODEL, a snipit train checkpoint, from its last epoch.", **_T),
+    ] = False,
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(help="Write the checkpoint every N epochs (0: only at the end).", **_T),
+    ] = 1,
+    prune_method: Annotated[
+        str | None,
+        typer.Option(help="Prune while training with this method (see `snipit methods`).", **_P),
+    ] = None,
+    sparsity: Annotated[float, typer.Option(help="With --prune-method: the final sparsity.", **_P)] = 0.9,
+    prune_delay: Annotated[int, typer.Option(help="Epochs trained before the first pruning step.", **_P)] = 0,
+    prune_freq: Annotated[int, typer.Option(help="Epochs between pruning steps.", **_P)] = 1,
+    steps: Annotated[
+        int | None,
+        typer.Option(help="Schedule length S (the method's default if unset).", **_P),
+    ] = None,
+    structured: Annotated[
+        bool,
+        typer.Option(help="Prune whole channels/neurons (SNAP-it), shrinking the model.", **_P),
+    ] = False,
+    target: Annotated[
+        Target | None,
+        typer.Option(help="With --structured: what --sparsity counts.", **_P),
+    ] = None,
+    min_keep: Annotated[
+        float | None,
+        typer.Option(help="With --structured: share of each group kept.", **_P),
+    ] = None,
+    prune_batches: Annotated[
+        int, typer.Option(help="Training batches scored at each pruning step.", **_P)
+    ] = 5,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(help="Layers never pruned (fnmatch); repeatable.", **_P),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Checkpoint to write [default: <model>-trained.safetensors]."),
+    ] = None,
+    arch: opt.Arch = None,
+    arch_kwargs: opt.ArchKwargs = None,
+    num_classes: opt.NumClasses = None,
+    pretrained: opt.Pretrained = False,
+    trust_pickle: opt.TrustPickle = False,
+    input_size: opt.InputSize = None,
+    device: opt.Device = "auto",
+    data: Annotated[
+        str,
+        typer.Option(
+            help="cifar10, cifar100, mnist, fashionmnist, imagefolder:PATH or a folder.",
+            rich_help_panel="Data",
+        ),
+    ] = "synthetic",
+    data_root: opt.DataRoot = None,
+    split: Annotated[Split, typer.Option(help="Split to train on.", **_D)] = Split.train,
+    download: opt.Download = False,
+    mean: opt.Mean = None,
+    std: opt.Std = None,
+    workers: opt.Workers = 0,
+    seed: opt.Seed = 0,
+    force: opt.Force = False,
+    json_: opt.Json = False,
+    quiet: opt.Quiet = False,
+    config: opt.Config = None,
+    debug: opt.Debug = False,
+) -> None:
+    """Train or fine-tune MODEL (dense, pruned or slim; pruned weights stay zero), optionally pruning it
+    while it trains, and write a safetensors checkpoint."""
+    out = Output(json_mode=json_, quiet=quiet)
+    with error_boundary(debug):
+        request = TrainRequest(
+            model=model_options(model, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size),
+            data=DataOptions(
+                spec=parse_data_spec(data),
+                root=data_root or default_data_root(),
+                split=Split(split).value,
+                download=download,
+                batch_size=batch_size,
+                batches=prune_batches,
+                seed=seed,
+                mean=parse_floats(mean, "--mean") if mean else None,
+                std=parse_floats(std, "--std", positive=True) if std else None,
+                workers=workers,
+            ),
+            epochs=epochs,
+            optimizer=OptimizerOptions(
+                Optimizer(optimizer).value, lr, momentum, weight_decay, LrSchedule(lr_schedule).value
+            ),
+            test_split=None if TestSplit(test_split) is TestSplit.none else TestSplit(test_split).value,
+            holdout=holdout,
+            prune=_prune_options(
+                prune_method,
+                sparsity,
+                prune_delay,
+                prune_freq,
+                steps,
+                structured,
+                target,
+                min_keep,
+                prune_batches,
+            ),
+            exclude=list(exclude or []),
+            seed=seed,
+            device=device,
+            output=output,
+            force=force,
+            resume=resume,
+            checkpoint_every=checkpoint_every,
+        )
+        with out.training_progress() as progress:
+            result = run_train(request, progress).report
+        last = result["training"]["history"][-1]
+        test = f", test top-1 {last['test_top1']:.4f}" if last["test_top1"] is not None else ""
+        out.result(result, f"wrote {result['output']} after {last['epoch']} epochs{test}")
+
+
+def model_options(
+    model, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size
+) -> ModelOptions:
+    return ModelOptions(
+        spec=model,
+        arch=arch,
+        arch_kwargs=parse_json_object(arch_kwargs, "--arch-kwargs"),
+        num_classes=num_classes,
+        pretrained=pretrained,
+        trust_pickle=trust_pickle,
+        input_size=parse_input_size(input_size) if input_size else None,
+    )
+
+
+def _prune_options(method, sparsity, delay, freq, steps, structured, target, min_keep, batches):
+    if method is None:
+        if structured or target is not None or min_keep is not None:
+            raise UsageError("--structured, --target and --min-keep prune while training: add --prune-method")
+        return None
+    return PruneWhileTraining(
+        method, sparsity, delay, freq, steps, structured_options(structured, target, min_keep), batches
+    )

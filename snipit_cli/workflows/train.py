@@ -1,0 +1,485 @@
+"""``snipit train`` as a library call: train or fine-tune a dense, masked or slim model, and
+optionally prune it while it trains (the paper's Algorithm 1), then write a checkpoint.
+
+Pruned weights stay exactly zero (masks are re-applied after every optimizer step); slim models
+keep their shapes; SNAP-it during training shrinks the model between epochs and the optimizer
+state follows the surgery. Training state (optimizer moments, step, history) goes to a
+safetensors side file so ``--resume`` continues where a run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+import snipit_cli
+from snipit_cli.criteria import create_criterion
+from snipit_cli.data.build import DataOptions, dataset_input_spec, model_transform, open_dataset
+from snipit_cli.data.calibration import DatasetData
+from snipit_cli.data.training import EpochData, holdout_split, model_inputs
+from snipit_cli.errors import ModelError, UsageError
+from snipit_cli.fileio import check_writable, write_all_atomic
+from snipit_cli.metrics.accuracy import evaluate
+from snipit_cli.metrics.macs import count_macs
+from snipit_cli.metrics.sparsity import count_params, layer_rows, param_totals
+from snipit_cli.models.checkpoint import checkpoint_writer
+from snipit_cli.models.input_spec import InputSpec, probe_num_classes
+from snipit_cli.models.loading import LoadedModel
+from snipit_cli.pruning.engine import current_masks, prune
+from snipit_cli.pruning.masks import count_kept
+from snipit_cli.pruning.targets import prunable_weights
+from snipit_cli.training.loop import EpochProgress, NullEpochProgress, hold_masks, train_epoch
+from snipit_cli.training.optim import (
+    OptimizerOptions,
+    load_state_by_name,
+    lr_at,
+    make_optimizer,
+    slice_state,
+    state_by_name,
+)
+from snipit_cli.workflows.prune import (
+    DEFAULT_METHOD,
+    RUN_ONLY_KEYS,
+    ModelOptions,
+    load,
+    resolve_device,
+    resolve_input_spec,
+)
+from snipit_cli.workflows.structured import StructuredOptions, count_units, kept_indices, slim_model
+
+STATE_KEY = "snipit_train_state"
+
+
+@dataclass
+class PruneWhileTraining:
+    """``--prune-method``: step k_i of the method's schedule at epochs D, D+F, D+2F, ..."""
+
+    method: str | None = None
+    sparsity: float = 0.9
+    delay: int = 0
+    freq: int = 1
+    steps: int | None = None
+    structured: StructuredOptions | None = None
+    batches: int = 5
+
+    def __post_init__(self) -> None:
+        if self.delay < 0 or self.freq < 1:
+            raise UsageError("--prune-delay must be >= 0 and --prune-freq >= 1")
+
+
+@dataclass
+class TrainRequest:
+    """Everything ``snipit train`` needs, parsed and typed."""
+
+    model: ModelOptions
+    data: DataOptions  # split/batch size of the training data; .batches = calibration batches
+    epochs: int
+    optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
+    test_split: str | None = "test"
+    holdout: float | None = None
+    prune: PruneWhileTraining | None = None
+    exclude: list[str] = field(default_factory=list)
+    seed: int = 0
+    device: str = "auto"
+    output: Path | None = None
+    force: bool = False
+    resume: bool = False
+    checkpoint_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.checkpoint_every < 0:
+            raise UsageError("--checkpoint-every must be 0 (only at the end) or more")
+
+
+@dataclass
+class TrainOutcome:
+    model: nn.Module
+    report: dict[str, Any]
+
+
+@dataclass
+class _Run:
+    """Mutable state of one training run."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    weights: dict[str, nn.Parameter]
+    masks: dict[str, torch.Tensor]
+    step: int = 0
+    epochs_done: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    pruning: dict[str, Any] | None = None
+    slim: dict[str, Any] | None = None
+
+
+def state_path(checkpoint: Path) -> Path:
+    """Where the training state of ``checkpoint`` lives: ``<stem>.train-state.safetensors``."""
+    return checkpoint.with_name(f"{checkpoint.stem}.train-state.safetensors")
+
+
+def run_train(
+    request: TrainRequest,
+    progress: EpochProgress | None = None,
+    loaded: LoadedModel | None = None,
+) -> TrainOutcome:
+    """Train, writing the checkpoint every ``checkpoint_every`` epochs and at the end.
+
+    ``loaded`` lets ``snipit prune --finetune-epochs`` hand over the model it just pruned.
+    """
+    started = time.perf_counter()
+    progress = progress or NullEpochProgress()
+    torch.manual_seed(request.seed)
+    loaded = loaded or load(request.model)
+    output, state_file = _output_paths(request, loaded)
+    resumed = _read_resume(request, loaded)
+    device = resolve_device(request.device)
+
+    if request.data.spec.kind == "synthetic":
+        raise UsageError("snipit train needs a dataset: pass --data mnist|cifar10|...|imagefolder:PATH")
+    dataset = open_dataset(request.data)
+    model_input = resolve_input_spec(request.model.input_size, loaded, dataset_input_spec(dataset))
+    model = loaded.model.to(device)
+    num_classes = probe_num_classes(model, model_input.size, device)
+    train_data, test_data, data_doc = _datasets(request, dataset, model_input, num_classes, device)
+
+    weights = prunable_weights(model, request.exclude)
+    masks = current_masks(weights)
+    run = _Run(model, make_optimizer(model, request.optimizer), weights, masks)
+    metadata = {k: v for k, v in (loaded.metadata or {}).items() if k not in RUN_ONLY_KEYS}
+    run.slim = metadata.get("slim")
+    if resumed:
+        _restore(run, resumed, loaded.path)
+    pruner = _Pruner(request, loaded, model_input, train_data, device, run) if request.prune else None
+    total_steps = request.epochs * train_data.n_batches
+
+    for epoch in range(run.epochs_done, request.epochs):
+        epoch_started = time.perf_counter()
+        if pruner is not None:
+            pruner.maybe_prune(epoch)
+        progress.start_epoch(epoch, request.epochs, train_data.n_batches)
+        trained = train_epoch(
+            run.model,
+            train_data.batches(epoch),
+            run.optimizer,
+            lambda step: lr_at(request.optimizer, step, total_steps),
+            run.step,
+            run.weights,
+            run.masks,
+            progress,
+        )
+        run.step = int(trained["steps"])
+        run.epochs_done = epoch + 1
+        record = _epoch_record(run, epoch, trained, test_data, request, total_steps, epoch_started)
+        run.history.append(record)
+        progress.end_epoch(record)
+        last = run.epochs_done == request.epochs
+        if last or (request.checkpoint_every and run.epochs_done % request.checkpoint_every == 0):
+            document = _document(metadata, loaded, model_input, num_classes, request, run, data_doc)
+            _write(output, state_file, run, document)
+    run.model.to("cpu").eval()
+
+    document = _document(metadata, loaded, model_input, num_classes, request, run, data_doc)
+    rows = layer_rows(run.model, request.exclude)
+    report = {
+        **document,
+        "params": param_totals(run.model, rows),
+        "output": str(output),
+        "state": str(state_file),
+        "device": str(device),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return TrainOutcome(run.model, report)
+
+
+# ---------------------------------------------------------------- data
+
+
+def _datasets(request, dataset, model_input: InputSpec, num_classes: int, device):
+    """Training and evaluation sets as model inputs, and how they were made (for the record)."""
+    transform = model_transform(request.data, dataset, model_input)
+    train = model_inputs(dataset, transform)
+    test = None
+    doc: dict[str, Any] = {"data": str(request.data.spec), "split": request.data.split}
+    if request.holdout is not None:
+        train, test = holdout_split(train, request.holdout, request.data.seed)
+        doc["test"] = f"{request.holdout} of {request.data.split}, held out (seed {request.data.seed})"
+    elif request.test_split:
+        test_options = DataOptions(**{**asdict(request.data), "split": request.test_split})
+        test = model_inputs(open_dataset(test_options), transform)
+        doc["test"] = f"{request.test_split} split"
+    doc["train_samples"] = len(train)
+    doc["test_samples"] = len(test) if test is not None else 0
+    common = dict(batch_size=request.data.batch_size, seed=request.data.seed, device=device)
+    common.update(num_classes=num_classes, workers=request.data.workers, name=str(request.data.spec))
+    train_data = EpochData(train, shuffle=True, **common)
+    test_data = EpochData(test, shuffle=False, **common) if test is not None else None
+    return train_data, test_data, doc
+
+
+# ---------------------------------------------------------------- pruning while training
+
+
+class _Pruner:
+    """Prunes step i of the schedule at epoch ``delay + i * freq`` (before that epoch trains)."""
+
+    def __init__(self, request: TrainRequest, loaded, model_input, train_data: EpochData, device, run: _Run):
+        options = request.prune
+        assert options is not None
+        self.request, self.loaded, self.size, self.run = request, loaded, model_input.size, run
+        self.options = options
+        level = "units" if options.structured else "weights"
+        self.criterion = create_criterion(options.method or DEFAULT_METHOD[level], level)
+        self.schedule = self.criterion.schedule(options.sparsity, options.steps)
+        self.epochs = [options.delay + i * options.freq for i in range(len(self.schedule))]
+        if self.epochs[-1] >= request.epochs:
+            raise UsageError(
+                f"{len(self.schedule)} pruning steps at --prune-delay {options.delay} and --prune-freq "
+                f"{options.freq} end at epoch {self.epochs[-1] + 1}, past --epochs {request.epochs}; "
+                "train longer or prune more often"
+            )
+        self.calibration = DatasetData(
+            spec=f"{request.data.spec} ({request.data.split}, training data)",
+            batch_size=request.data.batch_size,
+            n_batches=options.batches,
+            seed=request.data.seed,
+            device=device,
+            dataset=train_data.dataset,
+            transform=_identity,
+            num_classes=train_data.num_classes,
+        )
+        self.done = run.pruning["events"] if run.pruning else []
+        self.dense_amount = run.pruning["dense_amount"] if run.pruning else self._amount()
+        run.pruning = self._doc()
+
+    def maybe_prune(self, epoch: int) -> None:
+        if epoch not in self.epochs or any(e["epoch"] == epoch for e in self.done):
+            return
+        step = self.epochs.index(epoch)
+        fraction = self.schedule[step]
+        if self.options.structured:
+            achieved = self._prune_units(fraction, step)
+        else:
+            achieved = self._prune_weights(fraction, step)
+        self.done.append({"epoch": epoch, "step": step, "target": fraction, "achieved": achieved})
+        self.run.pruning = self._doc()
+
+    def _prune_weights(self, fraction: float, step: int) -> float:
+        run = self.run
+        result = prune(
+            run.model, run.weights, self.criterion, lambda _: self.calibration.batches(step), [fraction],
+            self.calibration.n_batches, self.request.seed + step, None, self.size,
+        )  # fmt: skip
+        run.masks = result.masks
+        _reset_pruned_state(run)
+        return result.achieved_sparsity
+
+    def _prune_units(self, fraction: float, step: int) -> float:
+        """Slim the model to ``fraction`` of the dense model's units (params, MACs), in place."""
+        run, options = self.run, self.options
+        assert options.structured is not None
+        now = self._amount()
+        relative = 1 - (1 - fraction) * self.dense_amount / now
+        if relative <= 0:
+            return 1 - now / self.dense_amount
+        state = state_by_name(run.model, run.optimizer)
+        outcome = slim_model(
+            run.model, self.loaded.arch, self.criterion, _OneStep(self.calibration, step), [relative],
+            self.size, options.structured, self.request.exclude, self.request.seed + step, None,
+        )  # fmt: skip
+        kept = kept_indices(outcome, self.size, self.request.exclude)
+        shapes = {n: p.shape for n, p in run.model.named_parameters()}
+        run.optimizer = make_optimizer(run.model, self.request.optimizer)
+        load_state_by_name(run.model, run.optimizer, slice_state(state, kept, shapes))
+        run.weights = prunable_weights(run.model, self.request.exclude)
+        run.masks = current_masks(run.weights)
+        run.slim = outcome.record
+        return 1 - self._amount() / self.dense_amount
+
+    def _amount(self) -> float:
+        """What --sparsity counts, in the model as it is now."""
+        if not self.options.structured:
+            return float(sum(w.numel() for w in self.run.weights.values()))
+        target = self.options.structured.target
+        if target == "params":
+            return float(count_params(self.run.model))
+        if target == "macs":
+            return float(count_macs(self.run.model, self.size))
+        return float(count_units(self.run.model, self.size, self.request.exclude))
+
+    def _doc(self) -> dict[str, Any]:
+        return {
+            "method": self.criterion.name,
+            "structured": self.options.structured is not None,
+            "of": self.options.structured.target if self.options.structured else "weights",
+            "sparsity": self.options.sparsity,
+            "schedule": self.schedule,
+            "epochs": self.epochs,
+            "events": self.done,
+            "dense_amount": self.dense_amount,
+            "calibration": {"batches": self.options.batches, "batch_size": self.request.data.batch_size},
+        }
+
+
+class _OneStep:
+    """Calibration data whose every round reads the batches of one pruning event."""
+
+    def __init__(self, data: DatasetData, step: int):
+        self.data, self.step, self.n_batches = data, step, data.n_batches
+
+    def batches(self, _round: int):
+        return self.data.batches(self.step)
+
+
+def _identity(x):
+    return x
+
+
+def _reset_pruned_state(run: _Run) -> None:
+    """Zero the optimizer moments of newly pruned weights: they must not leak into kept ones."""
+    for name, w in run.weights.items():
+        for value in run.optimizer.state.get(w, {}).values():
+            if isinstance(value, torch.Tensor) and value.shape == w.shape:
+                value.mul_(run.masks[name].to(value.dtype))
+    hold_masks(run.weights, run.masks)
+
+
+# ---------------------------------------------------------------- records and files
+
+
+def _epoch_record(run: _Run, epoch, trained, test_data, request, total_steps, started) -> dict[str, Any]:
+    evaluated = evaluate(run.model, test_data.batches(0)) if test_data is not None else None
+    total = sum(m.numel() for m in run.masks.values())
+    return {
+        "epoch": epoch + 1,
+        "lr": lr_at(request.optimizer, run.step, total_steps),
+        "train_loss": trained["loss"],
+        "train_top1": trained["top1"],
+        "test_top1": evaluated["top1"] if evaluated else None,
+        "test_top5": evaluated["top5"] if evaluated else None,
+        "test_loss": evaluated["loss"] if evaluated else None,
+        "weight_sparsity": (total - count_kept(run.masks)) / total,
+        "params": count_params(run.model),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _document(metadata, loaded, model_input, num_classes, request, run: _Run, data_doc) -> dict[str, Any]:
+    """The checkpoint's metadata: what the input said, plus the pruning and training done here."""
+    doc = dict(metadata)
+    doc["snipit_version"] = snipit_cli.__version__
+    doc.setdefault(
+        "model",
+        {
+            "source": loaded.source,
+            "arch": loaded.arch.to_json() if loaded.arch else None,
+            "input_size": list(model_input.size),
+            "input_size_from": model_input.source,
+            "mean": list(model_input.mean) if model_input.mean else None,
+            "std": list(model_input.std) if model_input.std else None,
+            "num_classes": num_classes,
+            "pretrained": request.model.pretrained,
+        },
+    )
+    if run.slim:
+        doc["slim"] = run.slim
+    if run.pruning:
+        events = run.pruning["events"]
+        doc.update(
+            method=run.pruning["method"],
+            structured=run.pruning["structured"],
+            schedule=run.pruning["schedule"],
+            sparsity={
+                "target": run.pruning["sparsity"],
+                "achieved": events[-1]["achieved"] if events else 0.0,
+                "of": run.pruning["of"],
+            },
+        )
+    elif "sparsity" in doc and doc["sparsity"].get("of") == "weights":
+        total = sum(m.numel() for m in run.masks.values())
+        doc["sparsity"] = {**doc["sparsity"], "achieved": (total - count_kept(run.masks)) / total}
+    doc["training"] = {
+        "epochs": request.epochs,
+        "epochs_done": run.epochs_done,
+        "step": run.step,
+        "optimizer": asdict(request.optimizer) | {"lr": request.optimizer.base_lr},
+        "data": data_doc,
+        "seed": request.seed,
+        "pruning": run.pruning,
+        "history": run.history,
+    }
+    return doc
+
+
+def _write(output: Path, state_file: Path, run: _Run, document: dict[str, Any]) -> None:
+    state = {
+        f"{name}/{key}": value.detach().cpu().contiguous()
+        for name, entries in state_by_name(run.model, run.optimizer).items()
+        for key, value in entries.items()
+    }
+    meta = {STATE_KEY: json.dumps({"epochs_done": run.epochs_done, "step": run.step})}
+    model_device = next(run.model.parameters()).device
+    run.model.to("cpu")
+    try:
+        write_all_atomic(
+            {
+                output: checkpoint_writer(run.model, document),
+                state_file: lambda tmp: save_file(state, str(tmp), metadata=meta),
+            }
+        )
+    finally:
+        run.model.to(model_device)
+
+
+def _output_paths(request: TrainRequest, loaded: LoadedModel) -> tuple[Path, Path]:
+    output = request.output or Path(f"{loaded.name}-trained.safetensors")
+    if output.suffix != ".safetensors":
+        raise UsageError(f"-o/--output must end in .safetensors, got {output}")
+    inputs = tuple(p for p in (loaded.path, loaded.path and state_path(loaded.path)) if p)
+    for path in (output, state_path(output)):
+        check_writable(path, request.force, inputs)
+    return output, state_path(output)
+
+
+def _read_resume(request: TrainRequest, loaded: LoadedModel) -> dict[str, Any] | None:
+    """The training block and optimizer state of the checkpoint being resumed."""
+    if not request.resume:
+        return None
+    training = (loaded.metadata or {}).get("training")
+    if loaded.path is None or not training:
+        raise UsageError(f"--resume needs a checkpoint written by snipit train; {loaded.source} is not one")
+    if training["epochs_done"] >= request.epochs:
+        raise UsageError(
+            f"{loaded.source} already trained {training['epochs_done']} epochs; ask for more with --epochs"
+        )
+    return training
+
+
+def _restore(run: _Run, training: dict[str, Any], path: Path | None) -> None:
+    run.epochs_done, run.step = training["epochs_done"], training["step"]
+    run.history = list(training.get("history") or [])
+    run.pruning = training.get("pruning")
+    assert path is not None
+    side = state_path(path)
+    if not side.is_file():
+        raise ModelError(
+            f"cannot resume: the training state {side} is missing (it is written next to the checkpoint)"
+        )
+    try:
+        with safe_open(str(side), framework="pt") as f:
+            state: dict[str, dict[str, torch.Tensor]] = {}
+            for key in f.keys():  # noqa: SIM118  (safe_open is not a mapping)
+                name, _, entry = key.rpartition("/")
+                state.setdefault(name, {})[entry] = f.get_tensor(key)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the training state {side}: {exc}") from exc
+    load_state_by_name(run.model, run.optimizer, state)
