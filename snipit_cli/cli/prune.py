@@ -16,8 +16,10 @@ from snipit_cli.cli.parsing import parse_floats, parse_input_size, parse_json_ob
 from snipit_cli.data.build import DataOptions
 from snipit_cli.data.specs import default_data_root, parse_data_spec
 from snipit_cli.errors import UsageError
+from snipit_cli.training.optim import OptimizerOptions
 from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
 from snipit_cli.workflows.structured import StructuredOptions
+from snipit_cli.workflows.train import TrainRequest, finetune
 
 
 class Split(StrEnum):
@@ -79,6 +81,16 @@ def prune(
     exclude: Annotated[
         list[str] | None,
         typer.Option(help="Keep layers dense whose module name matches (fnmatch); repeatable."),
+    ] = None,
+    finetune_epochs: Annotated[
+        int,
+        typer.Option(
+            help="Then train the pruned model this many epochs on --data (masks kept; evaluated on the "
+            "test split when calibrating on train) and write that instead; 0: no fine-tuning."
+        ),
+    ] = 0,
+    finetune_lr: Annotated[
+        float | None, typer.Option(help="Fine-tuning learning rate (SGD, cosine) [default: 0.05].")
     ] = None,
     output: Annotated[
         Path | None,
@@ -148,8 +160,16 @@ def prune(
             force=force,
             structured=structured_options(structured, target, min_keep),
         )
+        if finetune_epochs < 0:
+            raise UsageError(f"--finetune-epochs must be 0 or more, got {finetune_epochs}")
         with out.pruning_progress() as progress:
-            result = run_prune(request, progress).report
+            outcome = run_prune(request, progress)
+        result = outcome.report
+        if finetune_epochs:
+            with out.training_progress() as progress:
+                tuning = _finetune_request(request, finetune_epochs, finetune_lr, Path(result["output"]))
+                tuned = finetune(outcome.model, result, tuning, progress)
+            result["finetune"] = tuned.report["training"] | {"params": tuned.report["params"]}
         for note in result["notes"]:
             out.note(note)
         out.table(summary_table(result))
@@ -159,6 +179,20 @@ def prune(
             f"wrote {result['output']} ({sparsity['achieved']:.4f} of {sparsity['of']} removed) "
             f"and {result['report']}",
         )
+
+
+def _finetune_request(request: PruneRequest, epochs: int, lr: float | None, output: Path) -> TrainRequest:
+    return TrainRequest(
+        model=request.model,
+        data=request.data,
+        epochs=epochs,
+        optimizer=OptimizerOptions(lr=lr),
+        test_split="test" if request.data.split == "train" else None,
+        exclude=request.exclude,
+        seed=request.seed,
+        device=request.device,
+        output=output,
+    )
 
 
 def structured_options(

@@ -94,7 +94,13 @@ def train(
     ] = None,
     sparsity: Annotated[float, typer.Option(help="With --prune-method: the final sparsity.", **_P)] = 0.9,
     prune_delay: Annotated[int, typer.Option(help="Epochs trained before the first pruning step.", **_P)] = 0,
-    prune_freq: Annotated[int, typer.Option(help="Epochs between pruning steps.", **_P)] = 1,
+    prune_freq: Annotated[
+        int,
+        typer.Option(
+            help="Epochs between pruning steps (0: all steps at --prune-delay; 0 and 0 = prune at init).",
+            **_P,
+        ),
+    ] = 1,
     steps: Annotated[
         int | None,
         typer.Option(help="Schedule length S (the method's default if unset).", **_P),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from snipit_cli.fileio import check_writable, write_all_atomic
 from snipit_cli.metrics.accuracy import evaluate
 from snipit_cli.metrics.macs import count_macs
 from snipit_cli.metrics.sparsity import count_params, layer_rows, param_totals
+from snipit_cli.models.arch import ArchSpec
 from snipit_cli.models.checkpoint import checkpoint_writer
 from snipit_cli.models.input_spec import InputSpec, probe_num_classes
 from snipit_cli.models.loading import LoadedModel
@@ -60,7 +61,10 @@ STATE_KEY = "snipit_train_state"
 
 @dataclass
 class PruneWhileTraining:
-    """``--prune-method``: step k_i of the method's schedule at epochs D, D+F, D+2F, ..."""
+    """``--prune-method``: step k_i of the method's schedule at epochs D, D+F, D+2F, ...
+
+    F = 0 runs every step at epoch D, back to back: with D = 0 that is pruning at initialisation.
+    """
 
     method: str | None = None
     sparsity: float = 0.9
@@ -71,8 +75,8 @@ class PruneWhileTraining:
     batches: int = 5
 
     def __post_init__(self) -> None:
-        if self.delay < 0 or self.freq < 1:
-            raise UsageError("--prune-delay must be >= 0 and --prune-freq >= 1")
+        if self.delay < 0 or self.freq < 0:
+            raise UsageError("--prune-delay and --prune-freq must be 0 or more")
 
 
 @dataclass
@@ -201,6 +205,19 @@ def run_train(
     return TrainOutcome(run.model, report)
 
 
+def finetune(
+    pruned: nn.Module, report: dict[str, Any], request: TrainRequest, progress: EpochProgress | None = None
+) -> TrainOutcome:
+    """``snipit prune --finetune-epochs``: train the model prune just wrote, in memory, and replace
+    its checkpoint with the fine-tuned one (the pruned checkpoint stays if training fails)."""
+    arch = (report.get("model") or {}).get("arch")
+    metadata = {k: v for k, v in report.items() if k not in RUN_ONLY_KEYS}
+    loaded = LoadedModel(
+        pruned, report["model"]["source"], ArchSpec.from_json(arch) if arch else None, metadata
+    )
+    return run_train(replace(request, force=True), progress, loaded)
+
+
 # ---------------------------------------------------------------- data
 
 
@@ -262,15 +279,16 @@ class _Pruner:
         run.pruning = self._doc()
 
     def maybe_prune(self, epoch: int) -> None:
-        if epoch not in self.epochs or any(e["epoch"] == epoch for e in self.done):
-            return
-        step = self.epochs.index(epoch)
-        fraction = self.schedule[step]
-        if self.options.structured:
-            achieved = self._prune_units(fraction, step)
-        else:
-            achieved = self._prune_weights(fraction, step)
-        self.done.append({"epoch": epoch, "step": step, "target": fraction, "achieved": achieved})
+        """Run the schedule's steps due at ``epoch`` that have not run yet (all of them with F = 0)."""
+        for step, due in enumerate(self.epochs):
+            if due != epoch or step < len(self.done):
+                continue
+            fraction = self.schedule[step]
+            if self.options.structured:
+                achieved = self._prune_units(fraction, step)
+            else:
+                achieved = self._prune_weights(fraction, step)
+            self.done.append({"epoch": epoch, "step": step, "target": fraction, "achieved": achieved})
         self.run.pruning = self._doc()
 
     def _prune_weights(self, fraction: float, step: int) -> float:

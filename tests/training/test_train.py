@@ -1,0 +1,232 @@
+"""snipit train: masks held exactly, pruning while training, surgery carrying optimizer state, resume."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from snipit_cli.data.build import DataOptions
+from snipit_cli.data.specs import parse_data_spec
+from snipit_cli.models.checkpoint import read_metadata
+from snipit_cli.models.loading import load_model
+from snipit_cli.models.zoo import SmallCNN
+from snipit_cli.training.optim import OptimizerOptions, lr_at, slice_state
+from snipit_cli.workflows.prune import ModelOptions
+from snipit_cli.workflows.train import TrainRequest, run_train
+
+DATA = ("--data", "mnist", "--data-root", "mnist-root", "--split", "test", "--holdout", "0.25")
+QUICK = ("--batch-size", "32", "--test-split", "none")
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def mnist_root(tmp_path: Path) -> Path:
+    """200 learnable 28x28 images in MNIST idx format: each class lights up its own band of rows."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 200)
+    images = rng.integers(0, 60, (200, 28, 28))
+    for i, label in enumerate(labels):
+        images[i, 2 * label : 2 * label + 3, :] = 255
+    raw = tmp_path / "mnist-root" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    write_idx(raw / "t10k-images-idx3-ubyte", images, 0x803)
+    write_idx(raw / "t10k-labels-idx1-ubyte", labels, 0x801)
+    return tmp_path / "mnist-root"
+
+
+def zero_sets(path: Path) -> dict[str, torch.Tensor]:
+    return {k: v == 0 for k, v in load_file(str(path)).items() if k.endswith("weight") and v.dim() > 1}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_training_keeps_pruned_weights_exactly_zero(cli, mnist_root, optimizer):
+    pruned = cli(
+        "prune", "snipit:lenet300-100", "--sparsity", "0.9", "--method", "magnitude", "-o", "p.safetensors"
+    )
+    assert pruned.exit_code == 0, pruned.stderr
+    result = cli(
+        "train", "p.safetensors", *DATA, "--epochs", "2", "--optimizer", optimizer,
+        "--weight-decay", "0.01", "-o", "t.safetensors", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    before, after = zero_sets(Path("p.safetensors")), zero_sets(Path("t.safetensors"))
+    assert before.keys() == after.keys()
+    for name in before:
+        assert torch.equal(before[name], after[name]), name
+    report = json.loads(result.stdout)
+    assert report["sparsity"]["achieved"] == pytest.approx(0.9)
+    assert report["training"]["epochs_done"] == 2
+    assert report["training"]["history"][-1]["test_top1"] is not None
+    # and the kept weights did train
+    p, t = load_file("p.safetensors"), load_file("t.safetensors")
+    assert not torch.equal(p["fc1.weight"], t["fc1.weight"])
+
+
+def test_snip_it_while_training_reaches_the_exact_sparsity_at_the_scheduled_epochs(cli, mnist_root):
+    result = cli(
+        "train", "snipit:lenet300-100", *DATA, *QUICK, "--epochs", "4", "--prune-method", "snip-it",
+        "--sparsity", "0.95", "--steps", "1", "--prune-delay", "1", "--prune-freq", "1",
+        "-o", "t.safetensors", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    pruning = report["training"]["pruning"]
+    assert pruning["epochs"] == [1, 2, 3]  # S=1: fractions 0.5, 0.725, then the limit
+    assert [e["target"] for e in pruning["events"]] == pruning["schedule"] == [0.5, 0.725, 0.95]
+    sparsities = [h["weight_sparsity"] for h in report["training"]["history"]]
+    assert sparsities[0] == 0.0 and sparsities[1:] == pytest.approx([0.5, 0.725, 0.95], abs=1e-5)
+    zeros = sum(int(m.sum()) for m in zero_sets(Path("t.safetensors")).values())
+    total = sum(m.numel() for m in zero_sets(Path("t.safetensors")).values())
+    assert zeros == round(0.95 * total)
+    assert report["method"] == "snip-it" and report["sparsity"]["achieved"] == pytest.approx(0.95, abs=1e-6)
+
+
+def test_snap_it_while_training_shrinks_the_model_and_it_reloads(cli, mnist_root):
+    result = cli(
+        "train", "snipit:small-cnn", "--arch-kwargs", '{"width": 8}', *DATA, *QUICK, "--epochs", "3",
+        "--prune-method", "snap-it", "--structured", "--sparsity", "0.5", "--steps", "0",
+        "--prune-freq", "1", "-o", "s.safetensors", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    params = [h["params"] for h in report["training"]["history"]]
+    dense = sum(p.numel() for p in SmallCNN(width=8).parameters())
+    assert report["training"]["pruning"]["epochs"] == [0, 1]  # S=0: 0.2 of the nodes, then 0.5
+    assert dense > params[0] > params[1] == params[2]
+    assert report["sparsity"]["of"] == "nodes" and report["sparsity"]["achieved"] == pytest.approx(
+        0.5, abs=0.01
+    )
+    slim = load_model("s.safetensors")
+    assert sum(p.numel() for p in slim.parameters()) == params[-1]
+    state = load_file("s.train-state.safetensors")
+    tensors = dict(slim.named_parameters())
+    for key, value in state.items():  # momentum buffers were cut to the new shapes
+        assert value.shape == tensors[key.rsplit("/", 1)[0]].shape
+
+
+def test_optimizer_state_follows_the_surgery():
+    """Momentum set equal to the weights before surgery must equal the slim weights after it."""
+    from snipit_cli.criteria import create_criterion
+    from snipit_cli.data.calibration import SyntheticData
+    from snipit_cli.workflows.structured import StructuredOptions, kept_indices, slim_model
+
+    torch.manual_seed(0)
+    model = SmallCNN(width=8)
+    state = {n: {"momentum_buffer": p.detach().clone()} for n, p in model.named_parameters()}
+    data = SyntheticData("synthetic", 4, 1, 0, size=(1, 28, 28), num_classes=10)
+    outcome = slim_model(
+        model, None, create_criterion("snap", "units"), data, [0.5], (1, 28, 28),
+        StructuredOptions(), [], 0, None,
+    )  # fmt: skip
+    kept = kept_indices(outcome, (1, 28, 28), [])
+    shapes = {n: p.shape for n, p in model.named_parameters()}
+    sliced = slice_state(state, kept, shapes)
+    changed = 0
+    for name, p in model.named_parameters():
+        assert torch.equal(sliced[name]["momentum_buffer"], p.detach()), name
+        changed += p.shape != state[name]["momentum_buffer"].shape
+    assert changed > 0
+
+
+class StopAfter:
+    """Progress that interrupts the run when epoch ``n`` (0-based) starts."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def start_epoch(self, epoch, n_epochs, n_batches):
+        if epoch == self.n:
+            raise KeyboardInterrupt
+
+    def advance_batch(self, loss):
+        pass
+
+    def end_epoch(self, record):
+        pass
+
+
+def _request(spec: str, output: str, epochs: int = 3, resume: bool = False) -> TrainRequest:
+    return TrainRequest(
+        model=ModelOptions(spec),
+        data=DataOptions(parse_data_spec("mnist"), Path("mnist-root"), split="test", batch_size=32),
+        epochs=epochs,
+        optimizer=OptimizerOptions("adamw"),
+        test_split=None,
+        holdout=0.25,
+        output=Path(output),
+        resume=resume,
+    )
+
+
+def test_resume_continues_bit_identically(mnist_root):
+    straight = run_train(_request("snipit:lenet300-100", "straight.safetensors")).model
+    with pytest.raises(KeyboardInterrupt):
+        run_train(_request("snipit:lenet300-100", "part.safetensors"), StopAfter(2))
+    assert read_metadata(Path("part.safetensors"))["training"]["epochs_done"] == 2
+    resumed = run_train(_request("part.safetensors", "resumed.safetensors", resume=True)).model
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_cosine_schedule():
+    options = OptimizerOptions("sgd", lr=0.1)
+    assert lr_at(options, 0, 100) == pytest.approx(0.1)
+    assert lr_at(options, 50, 100) == pytest.approx(0.05)
+    assert lr_at(options, 100, 100) == pytest.approx(0.0)
+    assert lr_at(OptimizerOptions("sgd", lr=0.1, lr_schedule="constant"), 50, 100) == 0.1
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--data", "synthetic"), "needs a dataset"),
+        ((*DATA, "--prune-method", "snip-it", "--prune-delay", "3", "--epochs", "4"), "past --epochs 4"),
+        ((*DATA, "--structured"), "add --prune-method"),
+        ((*DATA, "--resume"), "--resume needs a checkpoint written by snipit train"),
+        ((*DATA, "--optimizer", "adam"), "adam"),
+        ((*DATA, "--epochs", "0"), "--epochs must be at least 1"),
+    ],
+)
+def test_bad_train_options_are_one_line_errors(cli, mnist_root, args, fragment):
+    result = cli("train", "snipit:lenet300-100", *args, "-o", "x.safetensors")
+    assert result.exit_code == 2
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not Path("x.safetensors").exists()
+
+
+def test_prune_with_finetune_epochs_writes_the_finetuned_model(cli, mnist_root):
+    result = cli(
+        "prune", "snipit:lenet300-100", "--sparsity", "0.9", *DATA[:6], "--batch-size", "32",
+        "--finetune-epochs", "2", "-o", "f.safetensors", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["finetune"]["epochs_done"] == 2
+    meta = read_metadata(Path("f.safetensors"))
+    assert meta["method"] == "snip-it" and meta["training"]["epochs_done"] == 2
+    zeros = zero_sets(Path("f.safetensors"))
+    assert sum(int(m.sum()) for m in zeros.values()) == round(0.9 * sum(m.numel() for m in zeros.values()))
+
+
+def test_prune_freq_zero_runs_every_step_before_training(cli, mnist_root):
+    result = cli(
+        "train", "snipit:lenet300-100", *DATA, *QUICK, "--epochs", "1", "--prune-method", "snip-it",
+        "--sparsity", "0.9", "--prune-freq", "0", "-o", "t.safetensors", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    pruning = json.loads(result.stdout)["training"]["pruning"]
+    assert pruning["epochs"] == [0] * 7 and [e["step"] for e in pruning["events"]] == list(range(7))
+    assert json.loads(result.stdout)["training"]["history"][0]["weight_sparsity"] == pytest.approx(
+        0.9, abs=1e-6
+    )
