@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from mnist_files import write_learnable_mnist
 from safetensors.torch import load_file
 
 from snipit_cli.data.build import DataOptions
@@ -24,24 +23,9 @@ DATA = ("--data", "mnist", "--data-root", "mnist-root", "--split", "test", "--ho
 QUICK = ("--batch-size", "32", "--test-split", "none")
 
 
-def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
-    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture
 def mnist_root(tmp_path: Path) -> Path:
-    """200 learnable 28x28 images in MNIST idx format: each class lights up its own band of rows."""
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, 200)
-    images = rng.integers(0, 60, (200, 28, 28))
-    for i, label in enumerate(labels):
-        images[i, 2 * label : 2 * label + 3, :] = 255
-    raw = tmp_path / "mnist-root" / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    write_idx(raw / "t10k-images-idx3-ubyte", images, 0x803)
-    write_idx(raw / "t10k-labels-idx1-ubyte", labels, 0x801)
-    return tmp_path / "mnist-root"
+    return write_learnable_mnist(tmp_path / "mnist-root", 200)
 
 
 def zero_sets(path: Path) -> dict[str, torch.Tensor]:

@@ -1,0 +1,286 @@
+"""Pruning quality on real MNIST: the paper's comparison (SNIP-it vs SNIP, GraSP, SynFlow, ...).
+
+Run by hand (not in the test suite except ``--quick``):
+
+    python benchmarks/quality.py --data-root ../shared/data/mnist            # full, < 90 min on 2 cores
+    python benchmarks/quality.py --data-root ../shared/data/mnist --quick    # pipeline check, < 5 min
+
+Data: ``../shared/data/mnist`` holds only the official MNIST *test* set (10,000 images). Every
+run splits it with seed 0 into 8,000 training and 2,000 test images (``snipit train --split test
+--holdout 0.2``) and reports accuracy on those 2,000. Every run goes through ``run_train``, the
+library call behind ``snipit train``: pruning before training is ``--prune-delay 0 --prune-freq 0``
+(all schedule steps at initialisation, on training batches), then the same training budget for
+every criterion. Runs are spread over worker processes with one thread each.
+
+Writes ``benchmarks/results/quality{,-quick}.md``, ``.json`` (every run) and ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+UNSTRUCTURED = ("random", "magnitude", "snip", "snip-it", "grasp", "synflow")
+STRUCTURED = ("random", "l1", "snap", "snap-it")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: a network, a criterion at a sparsity, when it is pruned, a seed."""
+
+    net: str
+    method: str
+    sparsity: float
+    when: str  # "init" (before training) or "during"
+    structured: bool
+    seed: int
+    epochs: int
+
+
+def plan(quick: bool) -> list[Run]:
+    seeds = (0,) if quick else (0, 1, 2)
+    runs: list[Run] = []
+    nets = ("lenet300-100",) if quick else ("lenet300-100", "lenet5-caffe")
+    levels = (0.9, 0.99) if quick else (0.9, 0.95, 0.98, 0.99, 0.995)
+    for net in nets:
+        epochs = EPOCHS[quick][net]
+        for sparsity in levels:
+            for method in UNSTRUCTURED:
+                runs += [Run(net, method, sparsity, "init", False, s, epochs) for s in seeds]
+        for sparsity in (0.98,) if quick else (0.98, 0.99):
+            runs += [Run(net, "snip-it", sparsity, "during", False, s, epochs) for s in seeds]
+    for sparsity in (0.5,) if quick else (0.5, 0.7, 0.9):
+        for method in STRUCTURED:
+            runs += [
+                Run("small-cnn", method, sparsity, "init", True, s, EPOCHS[quick]["small-cnn"]) for s in seeds
+            ]
+    return runs
+
+
+EPOCHS = {
+    False: {"lenet300-100": 10, "lenet5-caffe": 6, "small-cnn": 8},
+    True: {"lenet300-100": 2, "lenet5-caffe": 2, "small-cnn": 1},
+}
+SMALL_CNN_WIDTH = 8
+
+
+def execute(run: Run, data_root: str) -> dict:
+    """One run in a worker process: train (pruning at init or during) and read the final accuracy."""
+    import torch
+
+    torch.set_num_threads(1)
+    from snipit_cli.data.build import DataOptions
+    from snipit_cli.data.specs import parse_data_spec
+    from snipit_cli.metrics.macs import count_macs
+    from snipit_cli.training.optim import OptimizerOptions
+    from snipit_cli.workflows.prune import ModelOptions
+    from snipit_cli.workflows.structured import StructuredOptions
+    from snipit_cli.workflows.train import PruneWhileTraining, TrainRequest, run_train
+
+    during = run.when == "during"
+    # During training (Algorithm 1): the SNIP-it steps one epoch apart from epoch 1; S=3 keeps
+    # the 5 steps inside the shortest budget.
+    prune = PruneWhileTraining(
+        method=run.method,
+        sparsity=run.sparsity,
+        delay=1 if during else 0,
+        freq=1 if during and run.epochs >= 6 else 0,  # --quick: all steps at epoch 1
+        steps=3 if during else None,
+        structured=StructuredOptions() if run.structured else None,
+        batches=5,
+    )
+    kwargs = {"width": SMALL_CNN_WIDTH} if run.net == "small-cnn" else None
+    with tempfile.TemporaryDirectory() as tmp:
+        request = TrainRequest(
+            model=ModelOptions(f"snipit:{run.net}", arch_kwargs=kwargs),
+            data=DataOptions(
+                parse_data_spec("mnist"), Path(data_root), split="test", batch_size=100, batches=5
+            ),
+            epochs=run.epochs,
+            optimizer=OptimizerOptions("sgd", lr=0.05),
+            holdout=0.2,
+            prune=prune,
+            seed=run.seed,
+            device="cpu",
+            output=Path(tmp) / "model.safetensors",
+            checkpoint_every=0,
+        )
+        started = time.perf_counter()
+        outcome = run_train(request)
+        seconds = time.perf_counter() - started
+    report, model = outcome.report, outcome.model
+    last = report["training"]["history"][-1]
+    return {
+        **run.__dict__,
+        "top1": last["test_top1"],
+        "test_loss": last["test_loss"],
+        "achieved": report["sparsity"]["achieved"],
+        "params_nonzero": report["params"]["nonzero"],
+        "params_total": report["params"]["total"],
+        "macs": count_macs(model, (1, 28, 28)),
+        "seconds": round(seconds, 2),
+        "train_samples": report["training"]["data"]["train_samples"],
+        "test_samples": report["training"]["data"]["test_samples"],
+    }
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["net"], r["structured"], r["when"], r["method"], r["sparsity"]), []).append(r)
+    out = []
+    for (net, structured, when, method, sparsity), rs in groups.items():
+        acc = [r["top1"] for r in rs]
+        out.append(
+            {
+                "net": net,
+                "structured": structured,
+                "when": when,
+                "method": method,
+                "sparsity": sparsity,
+                "top1_mean": statistics.fmean(acc),
+                "top1_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+                "seeds": len(rs),
+                "params_nonzero": statistics.fmean(r["params_nonzero"] for r in rs),
+                "macs": statistics.fmean(r["macs"] for r in rs),
+                "seconds": statistics.median(r["seconds"] for r in rs),
+            }
+        )
+    return out
+
+
+def markdown(summary: list[dict], meta: dict) -> str:
+    lines = [
+        "# Pruning quality on real MNIST",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Machine: {meta['machine']}; torch {meta['torch']}; {meta['workers']} worker processes × 1 thread; "
+        f"wall time {meta['wall_minutes']:.1f} min.  ",
+        f"Data: {meta['data']}  ",
+        f"Seeds: {meta['seeds']} (model init, pruning randomness); the data split is fixed (seed 0).  ",
+        f"Training: {meta['training']}",
+        "",
+        "Top-1 accuracy on the 2,000 held-out images, mean ± std over seeds; params = nonzero parameters "
+        "(structured: remaining); MACs per image of the saved model (unstructured zeros still count); "
+        "seconds = median wall time of one run (pruning + training + evaluation).",
+        "",
+    ]
+    order = {m: i for i, m in enumerate((*UNSTRUCTURED, *STRUCTURED))}
+    for net, structured in dict.fromkeys((s["net"], s["structured"]) for s in summary):
+        rows = [s for s in summary if s["net"] == net and s["structured"] == structured]
+        title = (
+            f"## {net} — {'structured (node sparsity)' if structured else 'unstructured (weight sparsity)'}"
+        )
+        lines += [
+            title,
+            "",
+            "| when | method | sparsity | top-1 | params | MACs | s/run |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for s in sorted(rows, key=lambda s: (s["when"] != "init", s["sparsity"], order.get(s["method"], 99))):
+            lines.append(
+                f"| {s['when']} | {s['method']} | {s['sparsity']} | {100 * s['top1_mean']:.2f} ± "
+                f"{100 * s['top1_std']:.2f} | {s['params_nonzero']:,.0f} | {s['macs']:,.0f} | "
+                f"{s['seconds']:.1f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(summary: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(dict.fromkeys((s["net"], s["structured"]) for s in summary))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (net, structured) in zip(axes[0], panels, strict=True):
+        rows = [s for s in summary if s["net"] == net and s["structured"] == structured]
+        for key in dict.fromkeys((s["method"], s["when"]) for s in rows):
+            pts = sorted(
+                (s["sparsity"], s["top1_mean"], s["top1_std"])
+                for s in rows
+                if (s["method"], s["when"]) == key
+            )
+            label = key[0] if key[1] == "init" else f"{key[0]} (during training)"
+            ax.errorbar(
+                [i for i, _ in enumerate(pts)], [100 * p[1] for p in pts], yerr=[100 * p[2] for p in pts],
+                marker="o", capsize=3, label=label,
+            )  # fmt: skip
+            ax.set_xticks(range(len(pts)), [str(p[0]) for p in pts])
+        ax.set_title(f"{net} ({'node' if structured else 'weight'} sparsity)")
+        ax.set_xlabel("sparsity")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data-root", default=str(Path(__file__).parents[1] / ".." / "shared" / "data" / "mnist")
+    )
+    parser.add_argument("--quick", action="store_true", help="a few runs that check the pipeline (< 5 min)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results files")
+    args = parser.parse_args(argv)
+
+    runs = plan(args.quick)
+    started = time.perf_counter()
+    rows: list[dict] = []
+    with ProcessPoolExecutor(args.workers) as pool:
+        futures = [pool.submit(execute, run, args.data_root) for run in runs]
+        for i, future in enumerate(futures, 1):
+            rows.append(future.result())
+            r = rows[-1]
+            print(
+                f"[{i}/{len(runs)}] {r['net']} {r['method']} {r['when']} s={r['sparsity']} seed={r['seed']}: "
+                f"top-1 {r['top1']:.4f} ({r['seconds']:.1f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    import torch
+
+    wall = (time.perf_counter() - started) / 60
+    meta = {
+        "command": "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} "
+        f"{platform.python_version()}",
+        "torch": torch.__version__,
+        "workers": args.workers,
+        "wall_minutes": wall,
+        "data": f"MNIST test set from {args.data_root} (10,000 images), split with seed 0 into "
+        f"{rows[0]['train_samples']:,} train / {rows[0]['test_samples']:,} test",
+        "seeds": sorted({r["seed"] for r in rows}),
+        "training": "SGD momentum 0.9, lr 0.05 cosine, weight decay 5e-4, batch 100; epochs "
+        + ", ".join(f"{k} {v}" for k, v in EPOCHS[args.quick].items())
+        + "; calibration 5 batches of 100 training images per pruning step; "
+        f"small-cnn width {SMALL_CNN_WIDTH}; during training: snip-it with S=3 (5 steps) at epochs 1..5",
+    }
+    summary = summarise(rows)
+    stem = "quality-quick" if args.quick else "quality"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{stem}.json").write_text(
+        json.dumps({"meta": meta, "runs": rows, "summary": summary}, indent=1)
+    )
+    (args.out / f"{stem}.md").write_text(markdown(summary, meta) + f"\n![accuracy vs sparsity]({stem}.png)\n")
+    plot(summary, args.out / f"{stem}.png")
+    print(args.out / f"{stem}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
