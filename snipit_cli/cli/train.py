@@ -86,8 +86,11 @@ def train(
     ] = False,
     checkpoint_every: Annotated[
         int,
-        typer.Option(help="Write the checkpoint every N epochs (0: only at the end).", **_T),
-    ] = 1,
+        typer.Option(
+            help="Also write the checkpoint every N epochs, for --resume (0: only at the end).",
+            **_T,
+        ),
+    ] = 0,
     prune_method: Annotated[
         str | None,
         typer.Option(help="Prune while training with this method (see `snipit methods`).", **_P),

@@ -96,7 +96,7 @@ class TrainRequest:
     output: Path | None = None
     force: bool = False
     resume: bool = False
-    checkpoint_every: int = 1
+    checkpoint_every: int = 0  # 0: only at the end, so an interrupted run leaves no output
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

@@ -139,7 +139,7 @@ class StopAfter:
         pass
 
 
-def _request(spec: str, output: str, epochs: int = 3, resume: bool = False) -> TrainRequest:
+def _request(spec: str, output: str, epochs: int = 3, resume: bool = False, every: int = 0) -> TrainRequest:
     return TrainRequest(
         model=ModelOptions(spec),
         data=DataOptions(parse_data_spec("mnist"), Path("mnist-root"), split="test", batch_size=32),
@@ -149,14 +149,18 @@ def _request(spec: str, output: str, epochs: int = 3, resume: bool = False) -> T
         holdout=0.25,
         output=Path(output),
         resume=resume,
+        checkpoint_every=every,
     )
 
 
 def test_resume_continues_bit_identically(mnist_root):
     straight = run_train(_request("snipit:lenet300-100", "straight.safetensors")).model
     with pytest.raises(KeyboardInterrupt):
-        run_train(_request("snipit:lenet300-100", "part.safetensors"), StopAfter(2))
+        run_train(_request("snipit:lenet300-100", "part.safetensors", every=1), StopAfter(2))
     assert read_metadata(Path("part.safetensors"))["training"]["epochs_done"] == 2
+    with pytest.raises(KeyboardInterrupt):  # without --checkpoint-every nothing is left behind
+        run_train(_request("snipit:lenet300-100", "gone.safetensors"), StopAfter(2))
+    assert not list(Path().glob("gone*")) and not list(Path().glob(".gone*"))
     resumed = run_train(_request("part.safetensors", "resumed.safetensors", resume=True)).model
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
