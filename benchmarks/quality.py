@@ -98,6 +98,7 @@ def execute(run: Run, data_root: str) -> dict:
         steps=3 if during else None,
         structured=StructuredOptions() if run.structured else None,
         batches=5,
+        allow_collapse=True,  # the criteria as published: the ranking alone decides, layers may empty
     )
     kwargs = {"width": SMALL_CNN_WIDTH} if run.net == "small-cnn" else None
     with tempfile.TemporaryDirectory() as tmp:
@@ -268,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         "training": "SGD momentum 0.9, lr 0.05 cosine, weight decay 5e-4, batch 100; epochs "
         + ", ".join(f"{k} {v}" for k, v in EPOCHS[args.quick].items())
         + "; calibration 5 batches of 100 training images per pruning step; "
-        f"small-cnn width {SMALL_CNN_WIDTH}; during training: snip-it with S=3 (5 steps) at epochs 1..5",
+        f"small-cnn width {SMALL_CNN_WIDTH}; layer collapse allowed (--allow-collapse, as the "
+        "papers prune); during training: snip-it with S=3 (5 steps) at epochs 1..5",
     }
     summary = summarise(rows)
     stem = "quality-quick" if args.quick else "quality"

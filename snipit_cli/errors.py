@@ -34,6 +34,5 @@ class OutputError(SnipitError):
 
 
 class NumericsError(SnipitError):
-    """NaN/Inf in the loss or the scores: the run cannot produce meaningful masks."""
-
-    exit_code = 1
+    """NaN/Inf in the loss or the scores, or no gradient at all: the run cannot produce meaningful
+    masks. Exit code 2 like other input errors: the model, data or options cause it."""

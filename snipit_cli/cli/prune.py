@@ -59,6 +59,12 @@ def prune(
             help="Remove whole channels/neurons/heads (SNAP-it) so the saved model is smaller and faster."
         ),
     ] = False,
+    allow_collapse: Annotated[
+        bool,
+        typer.Option(
+            help="Let the global ranking empty whole layers; by default each keeps 0.1% (at least 1 weight)."
+        ),
+    ] = False,
     target: Annotated[
         Target | None,
         typer.Option(
@@ -159,6 +165,7 @@ def prune(
             report=report,
             force=force,
             structured=structured_options(structured, target, min_keep),
+            allow_collapse=allow_collapse,
         )
         if finetune_epochs < 0:
             raise UsageError(f"--finetune-epochs must be 0 or more, got {finetune_epochs}")

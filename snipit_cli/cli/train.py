@@ -120,6 +120,9 @@ def train(
         float | None,
         typer.Option(help="With --structured: share of each group kept.", **_P),
     ] = None,
+    allow_collapse: Annotated[
+        bool, typer.Option(help="Let the ranking empty whole layers (unstructured).", **_P)
+    ] = False,
     prune_batches: Annotated[
         int, typer.Option(help="Training batches scored at each pruning step.", **_P)
     ] = 5,
@@ -192,6 +195,7 @@ def train(
                 target,
                 min_keep,
                 prune_batches,
+                allow_collapse,
             ),
             exclude=list(exclude or []),
             seed=seed,
@@ -222,11 +226,14 @@ def model_options(
     )
 
 
-def _prune_options(method, sparsity, delay, freq, steps, structured, target, min_keep, batches):
+def _prune_options(
+    method, sparsity, delay, freq, steps, structured, target, min_keep, batches, allow_collapse
+):
     if method is None:
         if structured or target is not None or min_keep is not None:
             raise UsageError("--structured, --target and --min-keep prune while training: add --prune-method")
         return None
     return PruneWhileTraining(
-        method, sparsity, delay, freq, steps, structured_options(structured, target, min_keep), batches
-    )
+        method, sparsity, delay, freq, steps, structured_options(structured, target, min_keep), batches,
+        allow_collapse,
+    )  # fmt: skip

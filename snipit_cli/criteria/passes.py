@@ -33,6 +33,12 @@ def sum_gradients(
                     f"loss is {loss.item()} on calibration batch {n_batches}; check the input "
                     "normalisation (--mean/--std) and the model's weights"
                 )
+            if not loss.requires_grad:
+                raise NumericsError(
+                    "the loss does not depend on any prunable weight (the model's forward detaches its "
+                    "output or runs without autograd), so gradient criteria cannot score it; fix the "
+                    "model or use --method magnitude"
+                )
             for acc, g in zip(grads, torch.autograd.grad(loss, inputs, allow_unused=True), strict=True):
                 if g is not None:
                     acc.add_(g)

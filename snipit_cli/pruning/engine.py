@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from snipit_cli.criteria.base import Batch, Criterion, ScoringContext
-from snipit_cli.pruning.masks import Masks, apply_masks, compute_masks, count_kept
+from snipit_cli.errors import NumericsError, UsageError
+from snipit_cli.pruning.masks import Masks, apply_masks, below_floor, compute_masks, count_kept, layer_floors
 from snipit_cli.pruning.schedule import count_to_prune
 
 
@@ -41,6 +42,9 @@ class NullProgress:
         pass
 
 
+#: Share of each layer's weights the collapse guard keeps (at least one weight).
+MIN_LAYER_DENSITY = 0.001
+
 #: Calibration data for one step: ``batches_for_step(i)`` yields that step's batches.
 BatchSource = Callable[[int], Iterable[Batch]]
 
@@ -54,6 +58,8 @@ class PruneResult:
     kept_per_step: list[int] = field(default_factory=list)
     #: Layers whose alive weights all scored exactly zero at some step (no gradient reached them).
     zero_score_layers: list[str] = field(default_factory=list)
+    #: Layers the collapse guard held at their minimum (the ranking alone would have emptied them).
+    held_layers: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -79,17 +85,21 @@ def prune(
     seed: int = 0,
     progress: Progress | None = None,
     input_size: tuple[int, ...] | None = None,
+    min_layer_density: float | None = MIN_LAYER_DENSITY,
 ) -> PruneResult:
     """Prune ``weights`` of ``model`` in place along ``schedule`` (pruned fractions).
 
     Weights that are already zero count as pruned, so pruning a pruned checkpoint again only
     removes more. At every step the criterion scores the network as masked so far, the global
-    top-k over all weights is kept, and pruned weights stay pruned (monotone masks).
+    top-k over all weights is kept, and pruned weights stay pruned (monotone masks). Unless
+    ``min_layer_density`` is None, no layer is emptied: each keeps that share of its weights (at
+    least 1), taken from the global budget, so the total is still exact.
     """
     progress = progress or NullProgress()
     generator = torch.Generator().manual_seed(seed)
     masks = current_masks(weights)
     total = sum(w.numel() for w in weights.values())
+    floors = layer_floors(masks, min_layer_density) if min_layer_density is not None else None
     result = PruneResult(masks=masks, schedule=list(schedule))
     for step, fraction in enumerate(schedule):
         reads = n_batches if criterion.needs_data else 0
@@ -97,14 +107,45 @@ def prune(
         batches = counted_batches(batches_for_step(step), progress) if reads else ()
         ctx = ScoringContext(model, weights, batches, generator, input_size)
         scores = criterion.score(ctx)
+        _check_some_signal(scores, masks, criterion)
         _record_zero_scores(scores, masks, result.zero_score_layers)
         keep = min(total - count_to_prune(fraction, total), count_kept(masks))
-        masks = compute_masks(scores, masks, keep)
+        masks = _next_masks(scores, masks, keep, floors, fraction, result.held_layers)
         apply_masks(weights, masks)
         result.kept_per_step.append(keep)
         progress.end_step(step, keep, total)
     result.masks = masks
     return result
+
+
+def _next_masks(scores, masks, keep, floors, fraction, held: list[str]) -> Masks:
+    """Global top-k; with floors, layers it would empty are held at their minimum instead."""
+    plain = compute_masks(scores, masks, keep)
+    if floors is None:
+        return plain
+    short = below_floor(plain, masks, floors)
+    if not short:
+        return plain
+    needed = sum(min(f, int(masks[n].sum())) for n, f in floors.items())
+    if needed > keep:
+        raise UsageError(
+            f"sparsity {fraction} keeps {keep} weights, fewer than the {needed} the collapse guard "
+            "needs to leave every layer some; lower --sparsity or pass --allow-collapse"
+        )
+    held.extend(n for n in short if n not in held)
+    return compute_masks(scores, masks, keep, floors)
+
+
+def _check_some_signal(scores: Masks, masks: Masks, criterion: Criterion) -> None:
+    """All-zero scores on every alive weight mean no gradient reached the model: nothing to rank."""
+    if not criterion.needs_data:
+        return
+    if not any(bool(s[masks[n]].any()) for n, s in scores.items()):
+        raise NumericsError(
+            f"every {criterion.name} score is zero: no gradient reaches any prunable weight (a model "
+            "whose output does not depend on its weights, or all-zero weights); check the model, or "
+            "use --method magnitude"
+        )
 
 
 def current_masks(weights: dict[str, nn.Parameter]) -> Masks:

@@ -21,7 +21,14 @@ from snipit_cli.metrics.sparsity import layer_rows, param_totals
 from snipit_cli.models.checkpoint import checkpoint_writer
 from snipit_cli.models.input_spec import InputSpec, Size, library_input_spec, probe_num_classes
 from snipit_cli.models.loading import LoadedModel, resolve_model
-from snipit_cli.pruning.engine import Progress, PruneResult, current_masks, prune, schedule_for
+from snipit_cli.pruning.engine import (
+    MIN_LAYER_DENSITY,
+    Progress,
+    PruneResult,
+    current_masks,
+    prune,
+    schedule_for,
+)
 from snipit_cli.pruning.masks import count_kept
 from snipit_cli.pruning.targets import prunable_weights
 from snipit_cli.workflows.structured import StructuredOptions, limit_notes, slim_model, slim_report
@@ -59,6 +66,7 @@ class PruneRequest:
     report: Path | None = None
     force: bool = False
     structured: StructuredOptions | None = None
+    allow_collapse: bool = False  # unstructured: let the ranking empty whole layers
 
 
 DEFAULT_METHOD = {"weights": "snip-it", "units": "snap-it"}
@@ -134,15 +142,19 @@ def _prune_weights(request, loaded, model, criterion, data, schedule, size, prog
     """SNIP-it and friends: zero weights in place."""
     weights = prunable_weights(model, request.exclude)
     _check_not_sparser_already(weights, request.sparsity, loaded.source)
+    density = None if request.allow_collapse else MIN_LAYER_DENSITY
     result = prune(
-        model, weights, criterion, data.batches, schedule, data.n_batches, request.seed, progress, size
+        model, weights, criterion, data.batches, schedule, data.n_batches, request.seed, progress, size,
+        density,
     )  # fmt: skip
     slim = (loaded.metadata or {}).get("slim")  # a slim checkpoint keeps its shapes
+    collapse = {"guard": not request.allow_collapse, "min_layer_density": density, "held": result.held_layers}
     return Pruned(
         result.schedule,
         result.achieved_sparsity,
-        checkpoint_extra={"slim": slim} if slim else {},
-        notes=_zero_score_notes(result),
+        checkpoint_extra={"collapse": collapse, **({"slim": slim} if slim else {})},
+        report_extra={"collapse": collapse},
+        notes=_zero_score_notes(result) + collapse_notes(result.held_layers),
     )
 
 
@@ -279,6 +291,17 @@ def _check_not_sparser_already(weights: dict[str, nn.Parameter], target: float, 
             f"{source} is already {already:.4f} sparse (zero weights count as pruned); "
             f"ask for a --sparsity above that"
         )
+
+
+def collapse_notes(held: list[str]) -> list[str]:
+    """The collapse guard's remark: which layers it kept from being emptied."""
+    if not held:
+        return []
+    more = f" and {len(held) - 5} more" if len(held) > 5 else ""
+    return [
+        f"layers {', '.join(held[:5])}{more} would have been emptied (layer collapse); each keeps "
+        f"{MIN_LAYER_DENSITY:.1%} of its weights (at least 1) — --allow-collapse lets the ranking empty them"
+    ]
 
 
 def _zero_score_notes(result: PruneResult) -> list[str]:

@@ -34,7 +34,7 @@ from snipit_cli.models.arch import ArchSpec
 from snipit_cli.models.checkpoint import checkpoint_writer
 from snipit_cli.models.input_spec import InputSpec, probe_num_classes
 from snipit_cli.models.loading import LoadedModel
-from snipit_cli.pruning.engine import current_masks, prune
+from snipit_cli.pruning.engine import MIN_LAYER_DENSITY, current_masks, prune
 from snipit_cli.pruning.masks import count_kept
 from snipit_cli.pruning.targets import prunable_weights
 from snipit_cli.training.loop import EpochProgress, NullEpochProgress, hold_masks, train_epoch
@@ -73,6 +73,7 @@ class PruneWhileTraining:
     steps: int | None = None
     structured: StructuredOptions | None = None
     batches: int = 5
+    allow_collapse: bool = False
 
     def __post_init__(self) -> None:
         if self.delay < 0 or self.freq < 0:
@@ -275,6 +276,7 @@ class _Pruner:
             num_classes=train_data.num_classes,
         )
         self.done = run.pruning["events"] if run.pruning else []
+        self.held: list[str] = run.pruning.get("collapse_held", []) if run.pruning else []
         self.dense_amount = run.pruning["dense_amount"] if run.pruning else self._amount()
         run.pruning = self._doc()
 
@@ -296,7 +298,9 @@ class _Pruner:
         result = prune(
             run.model, run.weights, self.criterion, lambda _: self.calibration.batches(step), [fraction],
             self.calibration.n_batches, self.request.seed + step, None, self.size,
+            None if self.options.allow_collapse else MIN_LAYER_DENSITY,
         )  # fmt: skip
+        self.held += [n for n in result.held_layers if n not in self.held]
         run.masks = result.masks
         _reset_pruned_state(run)
         return result.achieved_sparsity
@@ -344,6 +348,7 @@ class _Pruner:
             "epochs": self.epochs,
             "events": self.done,
             "dense_amount": self.dense_amount,
+            "collapse_held": self.held,
             "calibration": {"batches": self.options.batches, "batch_size": self.request.data.batch_size},
         }
 
