@@ -56,3 +56,18 @@ class TiedMLP(nn.Module):
 def tiny_cnn_factory(num_classes: int = 5) -> nn.Module:
     """A factory function (not a class), for the metadata safety rule."""
     return TinyCNN(num_classes=num_classes)
+
+
+class DetachedCNN(TinyCNN):
+    """Runs its forward without autograd: no gradient can reach any weight."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return super().forward(x)
+
+
+class ZeroOutputCNN(TinyCNN):
+    """Output that does not depend on the weights: every gradient is exactly zero."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * 0.0

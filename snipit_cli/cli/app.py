@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
 
-from snipit_cli.cli.errors import INTERRUPTED, report_error
+from snipit_cli.cli.errors import INTERRUPTED, Terminated, report_error
 from snipit_cli.cli.methods import methods
 from snipit_cli.cli.prune import EXAMPLES, prune
 from snipit_cli.cli.report import compare_cmd, report
@@ -32,18 +33,25 @@ def _root() -> None:
     """Prune neural-network checkpoints with SNIP-it (arXiv 2006.00896)."""
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    """SIGTERM (``kill``, a job scheduler) unwinds like Ctrl-C: temp files are removed, nothing
+    half-written is left, and the exit code is 128 + 15 as a shell expects."""
+    raise Terminated(signum)
+
+
 def main() -> None:
     """Console-script entry point.
 
     Click's own usage errors (``--sparsity abc``, an unknown flag) are printed in the same one-line
     format as snipit's errors instead of Typer's multi-line box.
     """
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         code = app(prog_name="snipit", standalone_mode=False)
     except typer.TyperException as exc:  # click's usage errors, as Typer re-exports them
         report_error(f"{exc.format_message()} (see snipit --help)")
         sys.exit(getattr(exc, "exit_code", 2))
     except typer.Abort:
-        sys.stderr.write("interrupted; nothing was written\n")
+        sys.stderr.write("interrupted; no partial output was left behind\n")
         sys.exit(INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)

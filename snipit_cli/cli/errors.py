@@ -11,7 +11,15 @@ import typer
 from snipit_cli.errors import SnipitError
 
 INTERNAL = 1
-INTERRUPTED = 130
+INTERRUPTED = 130  # 128 + SIGINT
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the SIGTERM handler; unwinds like Ctrl-C, exits 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.exit_code = 128 + signum
 
 
 def _one_line(text: str) -> str:
@@ -35,11 +43,11 @@ def error_boundary(debug: bool) -> Iterator[None]:
             raise
         report_error(str(exc))
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if debug:
             raise
-        sys.stderr.write("interrupted; nothing was written\n")
-        raise typer.Exit(INTERRUPTED) from None
+        sys.stderr.write("interrupted; no partial output was left behind\n")
+        raise typer.Exit(getattr(exc, "exit_code", INTERRUPTED)) from None
     except Exception as exc:
         if debug:
             raise

@@ -70,13 +70,17 @@ class Output:
 
     @contextmanager
     def pruning_progress(self) -> Iterator[Any]:
-        """A rich progress display for the pruning loop, or a silent sink.
+        """A rich progress display for the pruning loop on a terminal; off a terminal (a log file,
+        a batch job) one plain line per finished step; nothing with --quiet.
 
         The display starts at the first pruning step, so errors while loading the model or the
         data print as plain lines.
         """
-        if not self.interactive:
+        if self.quiet:
             yield NullProgress()
+            return
+        if not self.interactive:
+            yield LinePruneProgress()
             return
         progress = RichPruneProgress(self.err)
         try:
@@ -96,6 +100,19 @@ class Output:
             yield progress
         finally:
             progress.close()
+
+
+class LinePruneProgress(NullProgress):
+    """One plain stderr line per finished pruning step: readable in logs, no bar, no colour."""
+
+    def start_step(self, step: int, n_steps: int, fraction: float, n_batches: int) -> None:
+        self.n_steps, self.fraction = n_steps, fraction
+
+    def end_step(self, step: int, kept: int, total: int) -> None:
+        sys.stderr.write(
+            f"step {step + 1}/{self.n_steps}: sparsity {self.fraction:.4f}, kept {kept:,} of {total:,}\n"
+        )
+        sys.stderr.flush()
 
 
 class RichTrainProgress:

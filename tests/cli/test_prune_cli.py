@@ -56,7 +56,13 @@ def test_json_matches_report_file_and_checkpoint_is_exact(cli, tiny_checkpoint, 
     assert zeros == round(0.8 * total)
     assert doc["params"]["prunable"] == total and doc["params"]["prunable_nonzero"] == total - zeros
     assert doc["sparsity"]["achieved"] == zeros / total
-    assert result.stderr == ""  # not a terminal: no progress, no table
+    # not a terminal: no bar, no table, no colour; one plain line per step for logs
+    assert result.stderr.splitlines() == [
+        f"step {i}/4: sparsity {f:.4f}, kept {k:,} of {total:,}"
+        for i, f, k in zip(
+            range(1, 5), doc["schedule"], [total - round(f * total) for f in doc["schedule"]], strict=True
+        )
+    ]
 
 
 def test_default_output_names_and_reload(cli, tiny_checkpoint, tiny_arch, tmp_path):
