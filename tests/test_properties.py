@@ -1,0 +1,93 @@
+"""Properties over random small MLPs/CNNs and sparsities (hypothesis): the guarantees hold for any
+architecture, not only the ones we thought of."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from snipit_cli.criteria import create_criterion
+from snipit_cli.data.calibration import SyntheticData
+from snipit_cli.pruning.engine import current_masks, prune
+from snipit_cli.pruning.targets import prunable_weights
+from snipit_cli.workflows.structured import StructuredOptions, slim_model
+
+SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def small_nets(draw) -> tuple[nn.Module, tuple[int, int, int]]:
+    """An MLP or a CNN (conv-BN-ReLU blocks, optional pooling) with random depth and widths."""
+    torch.manual_seed(draw(st.integers(0, 2**16)))
+    classes = draw(st.integers(2, 6))
+    if draw(st.booleans()):
+        widths = draw(st.lists(st.integers(2, 12), min_size=1, max_size=3))
+        layers: list[nn.Module] = [nn.Flatten()]
+        previous = 16
+        for w in widths:
+            layers += [nn.Linear(previous, w), nn.ReLU()]
+            previous = w
+        return nn.Sequential(*layers, nn.Linear(previous, classes)), (1, 4, 4)
+    channels = draw(st.lists(st.integers(2, 8), min_size=1, max_size=3))
+    layers = []
+    previous = 3
+    for c in channels:
+        layers += [nn.Conv2d(previous, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU()]
+        if draw(st.booleans()):
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        previous = c
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(previous, classes)]
+    return nn.Sequential(*layers), (3, 8, 8)
+
+
+def _data(size, classes: int, seed: int) -> SyntheticData:
+    return SyntheticData("synthetic", 4, 2, seed, size=size, num_classes=classes)
+
+
+@SETTINGS
+@given(net=small_nets(), sparsity=st.floats(0.05, 0.95), method=st.sampled_from(["snip-it", "snip", "grasp"]))
+def test_sparsity_is_exact_and_masks_are_monotone(net, sparsity, method):
+    model, size = net
+    classes = model[-1].out_features
+    weights = prunable_weights(model)
+    total = sum(w.numel() for w in weights.values())
+    criterion = create_criterion(method)
+    data = _data(size, classes, 0)
+    first = prune(
+        model, weights, criterion, data.batches, criterion.schedule(sparsity / 2), 2, input_size=size
+    )
+    masks_half = current_masks(weights)
+    result = prune(model, weights, criterion, data.batches, criterion.schedule(sparsity), 2, input_size=size)
+    zeros = sum(int((w == 0).sum()) for w in weights.values())
+    assert zeros == round(sparsity * total)
+    assert first.kept_per_step == sorted(first.kept_per_step, reverse=True)
+    for name, mask in result.masks.items():
+        assert not (mask & ~masks_half[name]).any(), "a pruned weight came back"
+
+
+@SETTINGS
+@given(net=small_nets(), sparsity=st.floats(0.1, 0.8), method=st.sampled_from(["snap-it", "snap", "l1"]))
+def test_structured_slim_model_equals_the_gated_original(net, sparsity, method):
+    """slim_model raises if slim != gated original (rel. 1e-4); also check the outputs directly."""
+    model, size = net
+    classes = model[-1].out_features
+    original = copy.deepcopy(model).eval()
+    criterion = create_criterion(method, "units")
+    schedule = criterion.schedule(sparsity)
+    outcome = slim_model(
+        model, None, criterion, _data(size, classes, 1), schedule, size, StructuredOptions(), [], 0, None
+    )
+    assert outcome.max_rel_diff <= 1e-4
+    assert sum(p.numel() for p in model.parameters()) <= sum(p.numel() for p in original.parameters())
+    x = torch.randn(5, *size)
+    from snipit_cli.pruning.structured.gates import gates_installed
+
+    with torch.no_grad(), gates_installed(original, outcome.unit_graph.groups, outcome.result.gates):
+        reference = original(x)
+    with torch.no_grad():
+        out = model.eval()(x)
+    assert torch.allclose(out, reference, rtol=1e-4, atol=1e-5)
