@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from snipit_cli.data.build import DataOptions
+from snipit_cli.data.specs import default_data_root, parse_data_spec
 from snipit_cli.errors import UsageError
 from snipit_cli.models.input_spec import Size
+from snipit_cli.workflows.prune import ModelOptions
 
 
 def parse_input_size(text: str) -> Size:
@@ -44,3 +47,34 @@ def parse_json_object(text: str | None, option: str) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise UsageError(f"{option} must be a JSON object, e.g. '{{\"num_classes\": 10}}'")
     return value
+
+
+def model_options(spec, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size) -> ModelOptions:
+    """The model flags shared by prune and train, parsed."""
+    return ModelOptions(
+        spec=spec,
+        arch=arch,
+        arch_kwargs=parse_json_object(arch_kwargs, "--arch-kwargs"),
+        num_classes=num_classes,
+        pretrained=pretrained,
+        trust_pickle=trust_pickle,
+        input_size=parse_input_size(input_size) if input_size else None,
+    )
+
+
+def data_options(
+    data, data_root, split, download, batch_size, batches, seed, mean, std, workers
+) -> DataOptions:
+    """The data flags shared by prune and train, parsed (``split`` as its string value)."""
+    return DataOptions(
+        spec=parse_data_spec(data),
+        root=data_root or default_data_root(),
+        split=split,
+        download=download,
+        batch_size=batch_size,
+        batches=batches,
+        seed=seed,
+        mean=parse_floats(mean, "--mean") if mean else None,
+        std=parse_floats(std, "--std", positive=True) if std else None,
+        workers=workers,
+    )

@@ -12,12 +12,10 @@ from rich.table import Table
 from snipit_cli.cli import options as opt
 from snipit_cli.cli.errors import error_boundary
 from snipit_cli.cli.output import Output
-from snipit_cli.cli.parsing import parse_floats, parse_input_size, parse_json_object
-from snipit_cli.data.build import DataOptions
-from snipit_cli.data.specs import default_data_root, parse_data_spec
+from snipit_cli.cli.parsing import data_options, model_options
 from snipit_cli.errors import UsageError
 from snipit_cli.training.optim import OptimizerOptions
-from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
+from snipit_cli.workflows.prune import PruneRequest, run_prune
 from snipit_cli.workflows.structured import StructuredOptions
 from snipit_cli.workflows.train import TrainRequest, finetune
 
@@ -134,26 +132,9 @@ def prune(
     out = Output(json_mode=json_, quiet=quiet)
     with error_boundary(debug):
         request = PruneRequest(
-            model=ModelOptions(
-                spec=model,
-                arch=arch,
-                arch_kwargs=parse_json_object(arch_kwargs, "--arch-kwargs"),
-                num_classes=num_classes,
-                pretrained=pretrained,
-                trust_pickle=trust_pickle,
-                input_size=parse_input_size(input_size) if input_size else None,
-            ),
-            data=DataOptions(
-                spec=parse_data_spec(data),
-                root=data_root or default_data_root(),
-                split=Split(split).value,
-                download=download,
-                batch_size=batch_size,
-                batches=batches,
-                seed=seed,
-                mean=parse_floats(mean, "--mean") if mean else None,
-                std=parse_floats(std, "--std", positive=True) if std else None,
-                workers=workers,
+            model=model_options(model, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size),
+            data=data_options(
+                data, data_root, Split(split).value, download, batch_size, batches, seed, mean, std, workers
             ),
             method=method,
             sparsity=sparsity,

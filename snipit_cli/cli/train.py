@@ -11,13 +11,10 @@ import typer
 from snipit_cli.cli import options as opt
 from snipit_cli.cli.errors import error_boundary
 from snipit_cli.cli.output import Output
-from snipit_cli.cli.parsing import parse_floats, parse_input_size, parse_json_object
+from snipit_cli.cli.parsing import data_options, model_options
 from snipit_cli.cli.prune import Split, Target, structured_options
-from snipit_cli.data.build import DataOptions
-from snipit_cli.data.specs import default_data_root, parse_data_spec
 from snipit_cli.errors import UsageError
 from snipit_cli.training.optim import OptimizerOptions
-from snipit_cli.workflows.prune import ModelOptions
 from snipit_cli.workflows.train import PruneWhileTraining, TrainRequest, run_train
 
 _T = {"rich_help_panel": "Training"}
@@ -167,17 +164,17 @@ def train(
     with error_boundary(debug):
         request = TrainRequest(
             model=model_options(model, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size),
-            data=DataOptions(
-                spec=parse_data_spec(data),
-                root=data_root or default_data_root(),
-                split=Split(split).value,
-                download=download,
-                batch_size=batch_size,
-                batches=prune_batches,
-                seed=seed,
-                mean=parse_floats(mean, "--mean") if mean else None,
-                std=parse_floats(std, "--std", positive=True) if std else None,
-                workers=workers,
+            data=data_options(
+                data,
+                data_root,
+                Split(split).value,
+                download,
+                batch_size,
+                prune_batches,
+                seed,
+                mean,
+                std,
+                workers,
             ),
             epochs=epochs,
             optimizer=OptimizerOptions(
@@ -210,20 +207,6 @@ def train(
         last = result["training"]["history"][-1]
         test = f", test top-1 {last['test_top1']:.4f}" if last["test_top1"] is not None else ""
         out.result(result, f"wrote {result['output']} after {last['epoch']} epochs{test}")
-
-
-def model_options(
-    model, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size
-) -> ModelOptions:
-    return ModelOptions(
-        spec=model,
-        arch=arch,
-        arch_kwargs=parse_json_object(arch_kwargs, "--arch-kwargs"),
-        num_classes=num_classes,
-        pretrained=pretrained,
-        trust_pickle=trust_pickle,
-        input_size=parse_input_size(input_size) if input_size else None,
-    )
 
 
 def _prune_options(

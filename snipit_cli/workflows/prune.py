@@ -190,16 +190,7 @@ def checkpoint_document(
     """The JSON stored in the checkpoint's metadata: how to rebuild the model and what was done."""
     return {
         "snipit_version": snipit_cli.__version__,
-        "model": {
-            "source": loaded.source,
-            "arch": loaded.arch.to_json() if loaded.arch else None,
-            "input_size": list(model_input.size),
-            "input_size_from": model_input.source,
-            "mean": list(model_input.mean) if model_input.mean else None,
-            "std": list(model_input.std) if model_input.std else None,
-            "num_classes": num_classes,
-            "pretrained": request.model.pretrained,
-        },
+        "model": model_document(loaded, model_input, num_classes, request.model.pretrained),
         "method": criterion.name,
         "structured": request.structured is not None,
         "schedule": pruned.schedule,
@@ -212,6 +203,20 @@ def checkpoint_document(
         "exclude": list(request.exclude),
         "seed": request.seed,
         "calibration": _calibration_doc(data, request.data, criterion.needs_data, len(pruned.schedule)),
+    }
+
+
+def model_document(loaded: LoadedModel, model_input: InputSpec, num_classes: int, pretrained: bool) -> dict:
+    """How to rebuild the model and feed it: the ``model`` block of every checkpoint's metadata."""
+    return {
+        "source": loaded.source,
+        "arch": loaded.arch.to_json() if loaded.arch else None,
+        "input_size": list(model_input.size),
+        "input_size_from": model_input.source,
+        "mean": list(model_input.mean) if model_input.mean else None,
+        "std": list(model_input.std) if model_input.std else None,
+        "num_classes": num_classes,
+        "pretrained": pretrained,
     }
 
 

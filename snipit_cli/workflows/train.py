@@ -51,6 +51,7 @@ from snipit_cli.workflows.prune import (
     RUN_ONLY_KEYS,
     ModelOptions,
     load,
+    model_document,
     resolve_device,
     resolve_input_spec,
 )
@@ -400,19 +401,7 @@ def _document(metadata, loaded, model_input, num_classes, request, run: _Run, da
     """The checkpoint's metadata: what the input said, plus the pruning and training done here."""
     doc = dict(metadata)
     doc["snipit_version"] = snipit_cli.__version__
-    doc.setdefault(
-        "model",
-        {
-            "source": loaded.source,
-            "arch": loaded.arch.to_json() if loaded.arch else None,
-            "input_size": list(model_input.size),
-            "input_size_from": model_input.source,
-            "mean": list(model_input.mean) if model_input.mean else None,
-            "std": list(model_input.std) if model_input.std else None,
-            "num_classes": num_classes,
-            "pretrained": request.model.pretrained,
-        },
-    )
+    doc.setdefault("model", model_document(loaded, model_input, num_classes, request.model.pretrained))
     if run.slim:
         doc["slim"] = run.slim
     if run.pruning:
