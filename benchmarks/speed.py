@@ -1,0 +1,313 @@
+"""Speed and memory of snipit against the physical floor and against the tools users would pick.
+
+Run by hand (not in the test suite):
+
+    python benchmarks/speed.py [--repeats 5] [--only overhead,memory,slim,peers]
+
+Writes ``benchmarks/results/speed.md`` and ``speed.json``. Sections:
+
+1. overhead: wall time of the library call behind ``snipit prune`` (``run_prune``: model build,
+   synthetic calibration data, S=5 SNIP-it = 7 scoring rounds x 5 batches of 64, masks, report,
+   checkpoint write) divided by the bare forward+backward passes it must make (same model, same
+   batches, same number of passes, gradients of the same weights), interleaved in one process.
+2. memory: peak RSS of the ``snipit`` CLI (``/usr/bin/time``) with 5 vs 200 calibration batches,
+   and peak RSS against model + one batch's activations + the bare interpreter with torch/timm.
+3. slim: structured snap-it at node sparsity 0.3/0.5/0.7 at 224 px; measured CPU latency (batch 1
+   and 32, median of >= 20 after warm-up) against the MACs ratio.
+4. peers: torch-pruning's MetaPruner + GroupTaylorImportance at about the same MACs as snipit's
+   structured result (time to prune, MACs, latency), and torch.nn.utils.prune.global_unstructured
+   L1 at the same sparsity as snipit's unstructured runs (time to prune).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from snipit_cli.criteria.passes import sum_gradients
+from snipit_cli.data.build import DataOptions
+from snipit_cli.data.calibration import SyntheticData
+from snipit_cli.data.specs import parse_data_spec
+from snipit_cli.metrics.latency import measure_latency
+from snipit_cli.metrics.macs import count_macs
+from snipit_cli.models.arch import build_model, parse_arch
+from snipit_cli.pruning.targets import prunable_weights
+from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
+from snipit_cli.workflows.structured import StructuredOptions
+
+RESULTS = Path(__file__).parent / "results"
+OVERHEAD_CASES = [
+    ("timm:resnet18", (3, 32, 32), False),
+    ("timm:mobilenetv3_small_100", (3, 224, 224), False),
+    ("timm:resnet18", (3, 32, 32), True),
+]
+SLIM_MODELS = [("timm:resnet18", (3, 224, 224)), ("timm:mobilenetv3_small_100", (3, 224, 224))]
+BATCHES, BATCH_SIZE, STEPS = 5, 64, 5
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def request(
+    spec, size, structured, out: Path, batches=BATCHES, batch_size=BATCH_SIZE, sparsity=None, target="nodes"
+):
+    return PruneRequest(
+        model=ModelOptions(spec, num_classes=10, input_size=size),
+        data=DataOptions(parse_data_spec("synthetic"), out.parent, batch_size=batch_size, batches=batches),
+        sparsity=sparsity if sparsity is not None else (0.5 if structured else 0.9),
+        steps=STEPS,
+        output=out,
+        force=True,
+        structured=StructuredOptions(target=target) if structured else None,
+    )
+
+
+def bare_passes(spec: str, size, n_rounds: int) -> float:
+    """Seconds of the forward+backward passes a prune run makes, nothing else, same batches."""
+    torch.manual_seed(0)
+    model = build_model(parse_arch(spec, num_classes=10))
+    weights = list(prunable_weights(model).values())
+    data = SyntheticData("synthetic", BATCH_SIZE, BATCHES, 0, size=size, num_classes=10)
+    rounds = [list(data.batches(step)) for step in range(n_rounds)]
+    start = time.perf_counter()
+    for batches in rounds:
+        sum_gradients(model, weights, batches)
+    return time.perf_counter() - start
+
+
+def overhead(repeats: int) -> list[dict]:
+    rows = []
+    for spec, size, structured in OVERHEAD_CASES:
+        ratios, snipit_s, bare_s = [], [], []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                report = run_prune(request(spec, size, structured, Path(tmp) / "out.safetensors")).report
+                total = time.perf_counter() - start
+            bare = bare_passes(spec, size, report["calibration"]["scoring_rounds"])
+            snipit_s.append(total), bare_s.append(bare), ratios.append(total / bare)
+        rows.append(
+            {
+                "model": spec,
+                "input": "x".join(map(str, size)),
+                "mode": "structured snap-it 0.5" if structured else "snip-it 0.9",
+                "passes": report["calibration"]["passes"],
+                "snipit_s": spread(snipit_s),
+                "bare_s": spread(bare_s),
+                "ratio": spread(ratios),
+            }
+        )
+        print(f"overhead {spec} {size} structured={structured}: {rows[-1]['ratio']}", file=sys.stderr)
+    return rows
+
+
+def peak_rss_mb(args: list[str]) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", sys.executable, *args],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return int(proc.stderr.strip().splitlines()[-1]) / 1024
+
+
+def activation_mb(spec: str, size, batch: int) -> tuple[float, float]:
+    """Model bytes, and the bytes of every module output of one forward pass of one batch."""
+    model = build_model(parse_arch(spec, num_classes=10)).eval()
+    total = 0
+
+    def hook(_m, _i, out):
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            total += out.numel() * out.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    with torch.no_grad():
+        model(torch.zeros(batch, *size))
+    for h in handles:
+        h.remove()
+    params = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    return params / 2**20, total / 2**20
+
+
+def memory(repeats: int) -> dict:
+    job = ["-m", "snipit_cli", "prune", "timm:resnet18", "--num-classes", "10", "--input-size", "3,32,32",
+           "--batch-size", "64", "-o", "out.safetensors", "-q"]  # fmt: skip
+    runs = {
+        n: [peak_rss_mb([*job, "--batches", str(n)]) for _ in range(max(1, repeats // 2))] for n in (5, 200)
+    }
+    baseline = [
+        peak_rss_mb(["-c", "import torch, timm, torch_pruning, snipit_cli.cli.app"]) for _ in range(3)
+    ]
+    model_mb, acts_mb = activation_mb("timm:resnet18", (3, 32, 32), 64)
+    p5, p200, base = (statistics.median(runs[5]), statistics.median(runs[200]), statistics.median(baseline))
+    return {
+        "command": "python " + " ".join(job) + " --batches N",
+        "peak_rss_mb": {"5": spread(runs[5]), "200": spread(runs[200])},
+        "growth": p200 / p5 - 1,
+        "interpreter_mb": spread(baseline),
+        "model_mb": model_mb,
+        "activations_one_batch_mb": acts_mb,
+        "above_interpreter_over_model_plus_batch": (p5 - base) / (model_mb + acts_mb),
+    }
+
+
+def slim(repeats: int) -> list[dict]:
+    rows = []
+    for spec, size in SLIM_MODELS:
+        torch.manual_seed(0)
+        dense = build_model(parse_arch(spec, num_classes=10))
+        dense_lat = measure_latency(dense, size, (1, 32), repeats=max(20, repeats))
+        dense_macs = count_macs(dense, size)
+        for sparsity in (0.3, 0.5, 0.7):
+            with tempfile.TemporaryDirectory() as tmp:
+                req = request(spec, size, True, Path(tmp) / "slim.safetensors", batches=2, batch_size=16,
+                              sparsity=sparsity)  # fmt: skip
+                start = time.perf_counter()
+                outcome = run_prune(req)
+                prune_s = time.perf_counter() - start
+            lat = measure_latency(outcome.model, size, (1, 32), repeats=max(20, repeats))
+            macs = outcome.report["macs"]["pruned"]
+            row = {
+                "model": spec,
+                "node_sparsity": sparsity,
+                "prune_s": prune_s,
+                "macs_reduction": dense_macs / macs,
+                "latency_ms": {b: lat["batch_sizes"][b] for b in ("1", "32")},
+                "dense_latency_ms": {b: dense_lat["batch_sizes"][b] for b in ("1", "32")},
+            }
+            for b in ("1", "32"):
+                row[f"speedup_{b}"] = (
+                    dense_lat["batch_sizes"][b]["median_ms"] / lat["batch_sizes"][b]["median_ms"]
+                )
+                row[f"efficiency_{b}"] = row[f"speedup_{b}"] / row["macs_reduction"]
+            rows.append(row)
+            print(f"slim {spec} {sparsity}: {row['speedup_32']:.2f}x vs MACs {row['macs_reduction']:.2f}x",
+                  file=sys.stderr)  # fmt: skip
+    return rows
+
+
+def peers(repeats: int) -> dict:
+    import torch_pruning as tp
+    from torch.nn.utils import prune as torch_prune
+
+    size = (3, 224, 224)
+    spec = "timm:resnet18"
+    example = torch.randn(1, *size)
+    data = SyntheticData("synthetic", 16, 2, 0, size=size, num_classes=10)
+
+    snipit_times, snipit_macs = [], None
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "s.safetensors"
+            req = request(spec, size, True, out, batches=2, batch_size=16, sparsity=0.5, target="macs")
+            start = time.perf_counter()
+            outcome = run_prune(req)
+            snipit_times.append(time.perf_counter() - start)
+            snipit_macs = outcome.report["macs"]["pruned"]
+            snipit_model = outcome.model
+    snipit_lat = measure_latency(snipit_model, size, (1, 32), repeats=20)
+
+    # MetaPruner: uniform channel ratio r gives MACs ~ (1 - r)^2: r = 1 - sqrt(0.5) for -50% MACs.
+    meta_times = []
+    for _ in range(repeats):
+        torch.manual_seed(0)
+        model = build_model(parse_arch(spec, num_classes=10))
+        start = time.perf_counter()
+        pruner = tp.pruner.MetaPruner(
+            model, example, importance=tp.importance.GroupTaylorImportance(), pruning_ratio=1 - 0.5**0.5,
+            ignored_layers=[model.get_classifier()],
+        )  # fmt: skip
+        model.zero_grad()
+        for step in range(7):  # the same passes snip-it makes: 7 rounds x 2 batches of 16
+            for x, y in data.batches(step):
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+        pruner.step()
+        meta_times.append(time.perf_counter() - start)
+    meta_macs = count_macs(model, size)
+    meta_lat = measure_latency(model, size, (1, 32), repeats=20)
+
+    def unstructured(method: str) -> list[float]:
+        times = []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                req = request(spec, (3, 32, 32), False, Path(tmp) / "u.safetensors")
+                req.method = method
+                start = time.perf_counter()
+                run_prune(req)
+                times.append(time.perf_counter() - start)
+        return times
+
+    l1_times = []
+    for _ in range(repeats):
+        torch.manual_seed(0)
+        model = build_model(parse_arch(spec, num_classes=10))
+        start = time.perf_counter()
+        params = [(model.get_submodule(name), "weight") for name in prunable_weights(model)]
+        torch_prune.global_unstructured(params, pruning_method=torch_prune.L1Unstructured, amount=0.9)
+        for m, name in params:
+            torch_prune.remove(m, name)
+        l1_times.append(time.perf_counter() - start)
+    magnitude_times, snipit_u_times = unstructured("magnitude"), unstructured("snip-it")
+    return {
+        "structured": {
+            "snipit": {
+                "prune_s": spread(snipit_times),
+                "macs": snipit_macs,
+                "latency_ms": snipit_lat["batch_sizes"],
+            },
+            "metapruner_taylor": {
+                "prune_s": spread(meta_times),
+                "macs": meta_macs,
+                "latency_ms": meta_lat["batch_sizes"],
+            },
+            "time_ratio": statistics.median(snipit_times) / statistics.median(meta_times),
+        },
+        "unstructured": {
+            "torch_global_l1_s": spread(l1_times),
+            "snipit_magnitude_s": spread(magnitude_times),
+            "snipit_snip_it_s": spread(snipit_u_times),
+            "magnitude_ratio": statistics.median(magnitude_times) / statistics.median(l1_times),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", default="overhead,memory,slim,peers")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    sections = args.only.split(",")
+    results = {
+        "meta": {
+            "command": "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "machine": f"{platform.machine()}, {platform.python_version()}",
+        }
+    }
+    for name in sections:
+        started = time.perf_counter()
+        results[name] = globals()[name](args.repeats)
+        print(f"{name}: {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "speed.json").write_text(json.dumps(results, indent=1))
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
