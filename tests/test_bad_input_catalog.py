@@ -307,6 +307,12 @@ CATALOG = [
         setup=with_tiny(lambda _: None),
     ),  # fmt: skip
     Case(
+        "state-dict-shapes",
+        ("prune", "tiny.pt", "--arch", ARCH, "--arch-kwargs", '{"num_classes": 10}'),
+        "shape mismatch (file vs model): head.weight (5, 8) vs (10, 8)",
+        setup=with_tiny(lambda _: None),
+    ),
+    Case(
         "nothing-prunable",
         (*TINY, "--exclude", "*"),
         "no prunable Conv/Linear layer",
