@@ -45,25 +45,40 @@ class Run:
     structured: bool
     seed: int
     epochs: int
+    target: str = "weights"  # what the sparsity counts: weights, or nodes/macs for structured runs
 
 
-def plan(quick: bool) -> list[Run]:
+SECTIONS = ("unstructured", "during", "structured", "structured-macs")
+
+
+def of(row: dict) -> str:
+    """What a row's sparsity counts (rows of older runs lack ``target``)."""
+    return row.get("target") or ("nodes" if row["structured"] else "weights")
+
+
+def plan(quick: bool, sections: tuple[str, ...] = SECTIONS) -> list[Run]:
     seeds = (0,) if quick else (0, 1, 2)
     runs: list[Run] = []
     nets = ("lenet300-100",) if quick else ("lenet300-100", "lenet5-caffe")
     levels = (0.9, 0.99) if quick else (0.9, 0.95, 0.98, 0.99, 0.995)
     for net in nets:
         epochs = EPOCHS[quick][net]
-        for sparsity in levels:
-            for method in UNSTRUCTURED:
-                runs += [Run(net, method, sparsity, "init", False, s, epochs) for s in seeds]
-        for sparsity in (0.98,) if quick else (0.98, 0.99):
-            runs += [Run(net, "snip-it", sparsity, "during", False, s, epochs) for s in seeds]
-    for sparsity in (0.5,) if quick else (0.5, 0.7, 0.9):
-        for method in STRUCTURED:
-            runs += [
-                Run("small-cnn", method, sparsity, "init", True, s, EPOCHS[quick]["small-cnn"]) for s in seeds
-            ]
+        if "unstructured" in sections:
+            for sparsity in levels:
+                for method in UNSTRUCTURED:
+                    runs += [Run(net, method, sparsity, "init", False, s, epochs) for s in seeds]
+        if "during" in sections:
+            for sparsity in (0.98,) if quick else (0.98, 0.99):
+                runs += [Run(net, "snip-it", sparsity, "during", False, s, epochs) for s in seeds]
+    cnn_epochs = EPOCHS[quick]["small-cnn"]
+    for section, target in (("structured", "nodes"), ("structured-macs", "macs")):
+        if section not in sections or (quick and target == "macs"):
+            continue
+        for sparsity in (0.5,) if quick else (0.5, 0.7, 0.9):
+            for method in STRUCTURED:
+                runs += [
+                    Run("small-cnn", method, sparsity, "init", True, s, cnn_epochs, target) for s in seeds
+                ]
     return runs
 
 
@@ -96,7 +111,7 @@ def execute(run: Run, data_root: str) -> dict:
         delay=1 if during else 0,
         freq=1 if during and run.epochs >= 6 else 0,  # --quick: all steps at epoch 1
         steps=3 if during else None,
-        structured=StructuredOptions() if run.structured else None,
+        structured=StructuredOptions(target=run.target) if run.structured else None,
         batches=5,
         allow_collapse=True,  # the criteria as published: the ranking alone decides, layers may empty
     )
@@ -138,14 +153,14 @@ def execute(run: Run, data_root: str) -> dict:
 def summarise(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["net"], r["structured"], r["when"], r["method"], r["sparsity"]), []).append(r)
+        groups.setdefault((r["net"], of(r), r["when"], r["method"], r["sparsity"]), []).append(r)
     out = []
-    for (net, structured, when, method, sparsity), rs in groups.items():
+    for (net, target, when, method, sparsity), rs in groups.items():
         acc = [r["top1"] for r in rs]
         out.append(
             {
                 "net": net,
-                "structured": structured,
+                "of": target,
                 "when": when,
                 "method": method,
                 "sparsity": sparsity,
@@ -177,11 +192,9 @@ def markdown(summary: list[dict], meta: dict) -> str:
         "",
     ]
     order = {m: i for i, m in enumerate((*UNSTRUCTURED, *STRUCTURED))}
-    for net, structured in dict.fromkeys((s["net"], s["structured"]) for s in summary):
-        rows = [s for s in summary if s["net"] == net and s["structured"] == structured]
-        title = (
-            f"## {net} — {'structured (node sparsity)' if structured else 'unstructured (weight sparsity)'}"
-        )
+    for net, target in dict.fromkeys((s["net"], s["of"]) for s in summary):
+        rows = [s for s in summary if s["net"] == net and s["of"] == target]
+        title = f"## {net} — {PANEL_TITLES[target]}"
         lines += [
             title,
             "",
@@ -198,16 +211,23 @@ def markdown(summary: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
+PANEL_TITLES = {
+    "weights": "unstructured (weight sparsity)",
+    "nodes": "structured, equal node sparsity",
+    "macs": "structured, equal MACs removed (--target macs)",
+}
+
+
 def plot(summary: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = list(dict.fromkeys((s["net"], s["structured"]) for s in summary))
+    panels = list(dict.fromkeys((s["net"], s["of"]) for s in summary))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    for ax, (net, structured) in zip(axes[0], panels, strict=True):
-        rows = [s for s in summary if s["net"] == net and s["structured"] == structured]
+    for ax, (net, target) in zip(axes[0], panels, strict=True):
+        rows = [s for s in summary if s["net"] == net and s["of"] == target]
         for key in dict.fromkeys((s["method"], s["when"]) for s in rows):
             pts = sorted(
                 (s["sparsity"], s["top1_mean"], s["top1_std"])
@@ -220,8 +240,8 @@ def plot(summary: list[dict], path: Path) -> None:
                 marker="o", capsize=3, label=label,
             )  # fmt: skip
             ax.set_xticks(range(len(pts)), [str(p[0]) for p in pts])
-        ax.set_title(f"{net} ({'node' if structured else 'weight'} sparsity)")
-        ax.set_xlabel("sparsity")
+        ax.set_title(f"{net}: {PANEL_TITLES[target]}", fontsize=9)
+        ax.set_xlabel(f"fraction of {target} removed")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
@@ -237,9 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few runs that check the pipeline (< 5 min)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results files")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {SECTIONS}")
+    parser.add_argument(
+        "--append", action="store_true", help="add these runs to the results already in --out"
+    )
     args = parser.parse_args(argv)
 
-    runs = plan(args.quick)
+    runs = plan(args.quick, tuple(args.sections.split(",")))
     started = time.perf_counter()
     rows: list[dict] = []
     with ProcessPoolExecutor(args.workers) as pool:
@@ -272,8 +296,13 @@ def main(argv: list[str] | None = None) -> int:
         f"small-cnn width {SMALL_CNN_WIDTH}; layer collapse allowed (--allow-collapse, as the "
         "papers prune); during training: snip-it with S=3 (5 steps) at epochs 1..5",
     }
-    summary = summarise(rows)
     stem = "quality-quick" if args.quick else "quality"
+    if args.append:
+        earlier = json.loads((args.out / f"{stem}.json").read_text())
+        rows = earlier["runs"] + rows
+        meta["command"] = f"{earlier['meta']['command']}; then {meta['command']}"
+        meta["wall_minutes"] += earlier["meta"]["wall_minutes"]
+    summary = summarise(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(
         json.dumps({"meta": meta, "runs": rows, "summary": summary}, indent=1)

@@ -160,7 +160,7 @@ def memory(repeats: int) -> dict:
         "interpreter_mb": spread(baseline),
         "model_mb": model_mb,
         "activations_one_batch_mb": acts_mb,
-        "above_interpreter_over_model_plus_batch": (p5 - base) / (model_mb + acts_mb),
+        "over_floor": (p5 - base) / (model_mb + acts_mb),
     }
 
 
@@ -284,6 +284,109 @@ def peers(repeats: int) -> dict:
     }
 
 
+def _fmt(spread_: dict, unit: str = "", digits: int = 2) -> str:
+    return (
+        f"{spread_['median']:.{digits}f}{unit} [{spread_['min']:.{digits}f}–{spread_['max']:.{digits}f}] "
+        f"(n={spread_['n']})"
+    )
+
+
+def markdown(results: dict) -> str:
+    meta = results["meta"]
+    lines = [
+        "# Speed and memory",
+        "",
+        f"Command: `{meta['command']}`; torch {meta['torch']}, {meta['threads']} threads, {meta['machine']}. "
+        "Figures: median [min–max] (n runs), all in one run of the script.",
+        "",
+    ]
+    if "overhead" in results:
+        lines += [
+            "## 1. Prune overhead: `run_prune` wall time ÷ the bare forward+backward passes it makes",
+            "",
+            "| model | input | mode | passes | snipit s | bare passes s | ratio (goal ≤ 1.15) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in results["overhead"]:
+            lines.append(
+                f"| {r['model']} | {r['input']} | {r['mode']} | {r['passes']} | {_fmt(r['snipit_s'])} | "
+                f"{_fmt(r['bare_s'])} | {_fmt(r['ratio'], digits=3)} |"
+            )
+        lines.append("")
+    if "memory" in results:
+        m = results["memory"]
+        lines += [
+            "## 2. Memory: peak RSS of the CLI (`/usr/bin/time -f %M`)",
+            "",
+            f"`{m['command']}`",
+            "",
+            "| | peak RSS MB |",
+            "|---|---|",
+            f"| 5 batches | {_fmt(m['peak_rss_mb']['5'], digits=0)} |",
+            f"| 200 batches | {_fmt(m['peak_rss_mb']['200'], digits=0)} |",
+            f"| growth 5 → 200 (goal < 5%) | {100 * m['growth']:.1f}% |",
+            f"| interpreter with torch, timm, torch-pruning | {_fmt(m['interpreter_mb'], digits=0)} |",
+            f"| model (params + buffers) | {m['model_mb']:.1f} |",
+            f"| activations of one batch (every module output) | {m['activations_one_batch_mb']:.1f} |",
+            f"| (peak − interpreter) ÷ (model + one batch) | {m['over_floor']:.2f} |",
+            "",
+        ]
+    if "slim" in results:
+        lines += [
+            "## 3. Slim models: measured CPU latency vs MACs (structured snap-it, 224 px)",
+            "",
+            "| model | node sparsity | MACs reduction | dense ms b1 / b32 | slim ms b1 / b32 | speedup b1 | "
+            "speedup b32 | b32 speedup ÷ MACs reduction (goal ≥ 0.8) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in results["slim"]:
+            d, s_ = r["dense_latency_ms"], r["latency_ms"]
+            lines.append(
+                f"| {r['model']} | {r['node_sparsity']} | {r['macs_reduction']:.2f}× | "
+                f"{d['1']['median_ms']:.1f} / {d['32']['median_ms']:.0f} | "
+                f"{s_['1']['median_ms']:.1f} / {s_['32']['median_ms']:.0f} | {r['speedup_1']:.2f}× | "
+                f"{r['speedup_32']:.2f}× | {r['efficiency_32']:.2f} |"
+            )
+        lines.append("")
+    if "peers" in results:
+        p = results["peers"]
+        st, un = p["structured"], p["unstructured"]
+        lines += [
+            "## 4. Peers, same run",
+            "",
+            "Structured, resnet18 @ 224 px, about −50% MACs, 7 rounds × 2 batches of 16 for both:",
+            "",
+            "| tool | time to prune s | MACs | latency ms b1 / b32 |",
+            "|---|---|---|---|",
+        ]
+        tools = {
+            "snipit": "snipit snap-it --target macs 0.5",
+            "metapruner_taylor": "torch-pruning MetaPruner + GroupTaylorImportance",
+        }
+        for name, label in tools.items():
+            r = st[name]
+            lines.append(
+                f"| {label} | {_fmt(r['prune_s'])} | {r['macs']:,} | "
+                f"{r['latency_ms']['1']['median_ms']:.1f} / {r['latency_ms']['32']['median_ms']:.0f} |"
+            )
+        lines += [
+            "",
+            f"snipit / MetaPruner time: {st['time_ratio']:.2f}",
+            "",
+            "Unstructured, resnet18 @ 32 px, sparsity 0.9:",
+            "",
+            "| tool | time s |",
+            "|---|---|",
+            f"| torch global_unstructured L1 (+ remove) | {_fmt(un['torch_global_l1_s'], 's', 3)} |",
+            f"| snipit --method magnitude (whole run) | {_fmt(un['snipit_magnitude_s'])} |",
+            f"| snipit snip-it (7 rounds × 5 batches of 64) | {_fmt(un['snipit_snip_it_s'])} |",
+            "",
+            f"snipit magnitude / torch L1: {un['magnitude_ratio']:.2f}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -305,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {time.perf_counter() - started:.0f}s", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps(results, indent=1))
-    print(json.dumps(results, indent=1))
+    (args.out / "speed.md").write_text(markdown(results))
+    print(args.out / "speed.md")
     return 0
 
 
