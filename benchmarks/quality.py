@@ -228,6 +228,7 @@ def plot(summary: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     for ax, (net, target) in zip(axes[0], panels, strict=True):
         rows = [s for s in summary if s["net"] == net and s["of"] == target]
+        levels = sorted({s["sparsity"] for s in rows})  # evenly spaced, labelled by level
         for key in dict.fromkeys((s["method"], s["when"]) for s in rows):
             pts = sorted(
                 (s["sparsity"], s["top1_mean"], s["top1_std"])
@@ -236,10 +237,10 @@ def plot(summary: list[dict], path: Path) -> None:
             )
             label = key[0] if key[1] == "init" else f"{key[0]} (during training)"
             ax.errorbar(
-                [i for i, _ in enumerate(pts)], [100 * p[1] for p in pts], yerr=[100 * p[2] for p in pts],
-                marker="o", capsize=3, label=label,
+                [levels.index(p[0]) for p in pts], [100 * p[1] for p in pts], yerr=[100 * p[2] for p in pts],
+                marker="o", capsize=3, label=label, linestyle="--" if key[1] == "during" else "-",
             )  # fmt: skip
-            ax.set_xticks(range(len(pts)), [str(p[0]) for p in pts])
+        ax.set_xticks(range(len(levels)), [str(level) for level in levels])
         ax.set_title(f"{net}: {PANEL_TITLES[target]}", fontsize=9)
         ax.set_xlabel(f"fraction of {target} removed")
         ax.set_ylabel("top-1 accuracy (%)")
@@ -261,7 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--append", action="store_true", help="add these runs to the results already in --out"
     )
+    parser.add_argument("--replot", action="store_true", help="only redraw the table and plot from the JSON")
     args = parser.parse_args(argv)
+    if args.replot:
+        stem = "quality-quick" if args.quick else "quality"
+        doc = json.loads((args.out / f"{stem}.json").read_text())
+        write_outputs(args.out, stem, doc["meta"], doc["runs"])
+        return 0
 
     runs = plan(args.quick, tuple(args.sections.split(",")))
     started = time.perf_counter()
@@ -302,15 +309,17 @@ def main(argv: list[str] | None = None) -> int:
         rows = earlier["runs"] + rows
         meta["command"] = f"{earlier['meta']['command']}; then {meta['command']}"
         meta["wall_minutes"] += earlier["meta"]["wall_minutes"]
-    summary = summarise(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(
-        json.dumps({"meta": meta, "runs": rows, "summary": summary}, indent=1)
-    )
-    (args.out / f"{stem}.md").write_text(markdown(summary, meta) + f"\n![accuracy vs sparsity]({stem}.png)\n")
-    plot(summary, args.out / f"{stem}.png")
-    print(args.out / f"{stem}.md")
+    write_outputs(args.out, stem, meta, rows)
     return 0
+
+
+def write_outputs(out: Path, stem: str, meta: dict, rows: list[dict]) -> None:
+    summary = summarise(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "runs": rows, "summary": summary}, indent=1))
+    (out / f"{stem}.md").write_text(markdown(summary, meta) + f"\n![accuracy vs sparsity]({stem}.png)\n")
+    plot(summary, out / f"{stem}.png")
+    print(out / f"{stem}.md")
 
 
 if __name__ == "__main__":

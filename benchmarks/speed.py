@@ -33,7 +33,6 @@ from pathlib import Path
 
 import torch
 
-from snipit_cli.criteria.passes import sum_gradients
 from snipit_cli.data.build import DataOptions
 from snipit_cli.data.calibration import SyntheticData
 from snipit_cli.data.specs import parse_data_spec
@@ -73,15 +72,21 @@ def request(
 
 
 def bare_passes(spec: str, size, n_rounds: int) -> float:
-    """Seconds of the forward+backward passes a prune run makes, nothing else, same batches."""
+    """Seconds of the forward+backward passes a prune run makes and nothing else: same model
+    (eval mode, only the prunable weights requiring grad), same batches, generated beforehand."""
     torch.manual_seed(0)
-    model = build_model(parse_arch(spec, num_classes=10))
+    model = build_model(parse_arch(spec, num_classes=10)).eval()
     weights = list(prunable_weights(model).values())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for w in weights:
+        w.requires_grad_(True)
     data = SyntheticData("synthetic", BATCH_SIZE, BATCHES, 0, size=size, num_classes=10)
     rounds = [list(data.batches(step)) for step in range(n_rounds)]
     start = time.perf_counter()
     for batches in rounds:
-        sum_gradients(model, weights, batches)
+        for x, y in batches:
+            torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), weights)
     return time.perf_counter() - start
 
 
