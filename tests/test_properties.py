@@ -4,19 +4,29 @@ architecture, not only the ones we thought of."""
 from __future__ import annotations
 
 import copy
+import os
 
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from torch import nn
 
 from snipit_cli.criteria import create_criterion
 from snipit_cli.data.calibration import SyntheticData
+from snipit_cli.errors import NumericsError
 from snipit_cli.pruning.engine import current_masks, prune
 from snipit_cli.pruning.targets import prunable_weights
 from snipit_cli.workflows.structured import StructuredOptions, slim_model
 
-SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI runs the same 25 examples every time (a red CI must be reproducible); set
+# SNIPIT_EXPLORE=N to draw N fresh random examples instead.
+EXPLORE = int(os.environ.get("SNIPIT_EXPLORE", "0"))
+SETTINGS = settings(
+    max_examples=EXPLORE or 25,
+    deadline=None,
+    derandomize=not EXPLORE,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @st.composite
@@ -57,11 +67,16 @@ def test_sparsity_is_exact_and_masks_are_monotone(net, sparsity, method):
     total = sum(w.numel() for w in weights.values())
     criterion = create_criterion(method)
     data = _data(size, classes, 0)
-    first = prune(
-        model, weights, criterion, data.batches, criterion.schedule(sparsity / 2), 2, input_size=size
-    )
-    masks_half = current_masks(weights)
-    result = prune(model, weights, criterion, data.batches, criterion.schedule(sparsity), 2, input_size=size)
+    try:
+        first = prune(
+            model, weights, criterion, data.batches, criterion.schedule(sparsity / 2), 2, input_size=size
+        )
+        masks_half = current_masks(weights)
+        result = prune(
+            model, weights, criterion, data.batches, criterion.schedule(sparsity), 2, input_size=size
+        )
+    except NumericsError:  # no gradient reaches any weight (every ReLU dead): an error by design
+        reject()
     zeros = sum(int((w == 0).sum()) for w in weights.values())
     assert zeros == round(sparsity * total)
     assert first.kept_per_step == sorted(first.kept_per_step, reverse=True)
@@ -91,3 +106,16 @@ def test_structured_slim_model_equals_the_gated_original(net, sparsity, method):
     with torch.no_grad():
         out = model.eval()(x)
     assert torch.allclose(out, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_a_hidden_layer_as_wide_as_the_output_is_not_taken_for_a_head():
+    """Found by the property test: a hidden Linear with width == classes has the output's shape;
+    it feeds another layer, so it is prunable (only real heads keep their outputs)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2), nn.ReLU(), nn.Linear(2, 2))
+    criterion = create_criterion("snap", "units")
+    outcome = slim_model(
+        model, None, criterion, _data((1, 4, 4), 2, 0), [0.5], (1, 4, 4), StructuredOptions(), [], 0, None
+    )
+    assert model[1].out_features == 1 and model[3].out_features == 2
+    assert outcome.max_rel_diff <= 1e-4

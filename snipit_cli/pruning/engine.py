@@ -107,7 +107,8 @@ def prune(
         batches = counted_batches(batches_for_step(step), progress) if reads else ()
         ctx = ScoringContext(model, weights, batches, generator, input_size)
         scores = criterion.score(ctx)
-        _check_some_signal(scores, masks, criterion)
+        if step == 0:  # later, our own pruning may have cut every path: ranking goes on by position
+            _check_some_signal(scores, masks, criterion)
         _record_zero_scores(scores, masks, result.zero_score_layers)
         keep = min(total - count_to_prune(fraction, total), count_kept(masks))
         masks = _next_masks(scores, masks, keep, floors, fraction, result.held_layers)

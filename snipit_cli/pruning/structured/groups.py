@@ -80,6 +80,7 @@ def find_unit_groups(
         warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
     attention = {names[m.qkv]: m for m in model.modules() if _is_timm_attention(m)}
+    protected = [m for m in protected if not _feeds_another_layer(graph, m)]
     groups, kept = [], []
     for group in graph.get_all_groups(
         ignored_layers=list(protected), root_module_types=(nn.Conv2d, nn.Linear)
@@ -92,6 +93,21 @@ def find_unit_groups(
             continue
         groups.append(_unit_group(group, graph, names, attention.get(names[root]), members))
     return UnitGraph(graph, groups, kept, attention)
+
+
+def _feeds_another_layer(graph: tp.DependencyGraph, module: nn.Module) -> bool:
+    """True when ``module``'s outputs are inputs of another Conv/Linear: then it is a hidden layer
+    that happens to have the output's shape (width == classes), not a classifier head."""
+    pruner = graph.get_pruner_of_module(module)
+    if pruner is None:
+        return False
+    group = graph.get_pruning_group(module, pruner.prune_out_channels, [0])
+    return any(
+        graph.is_in_channel_pruning_fn(item.dep.handler)
+        and isinstance(item.dep.target.module, nn.Conv2d | nn.Linear)
+        and item.dep.target.module is not module
+        for item in group
+    )
 
 
 def _is_timm_attention(m: nn.Module) -> bool:
