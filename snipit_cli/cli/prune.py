@@ -75,6 +75,13 @@ def prune(
             help="With --structured: share of each group's units always kept, at least 1 [default: 0.05]."
         ),
     ] = None,
+    round_to: Annotated[
+        int | None,
+        typer.Option(
+            help="With --structured: every channel group keeps a multiple of N channels (8 suits CPU "
+            "kernels: faster slim models, slightly fewer removed) [default: 1]."
+        ),
+    ] = None,
     steps: Annotated[
         int | None,
         typer.Option(
@@ -145,7 +152,7 @@ def prune(
             output=output,
             report=report,
             force=force,
-            structured=structured_options(structured, target, min_keep),
+            structured=structured_options(structured, target, min_keep, round_to),
             allow_collapse=allow_collapse,
         )
         if finetune_epochs < 0:
@@ -184,16 +191,19 @@ def _finetune_request(request: PruneRequest, epochs: int, lr: float | None, outp
 
 
 def structured_options(
-    structured: bool, target: Target | None, min_keep: float | None
+    structured: bool, target: Target | None, min_keep: float | None, round_to: int | None = None
 ) -> StructuredOptions | None:
     if not structured:
-        if target is not None or min_keep is not None:
-            raise UsageError("--target and --min-keep apply to --structured pruning; add --structured")
+        if target is not None or min_keep is not None or round_to is not None:
+            raise UsageError(
+                "--target, --min-keep and --round-to apply to --structured pruning; add --structured"
+            )
         return None
     defaults = StructuredOptions()
     return StructuredOptions(
         Target(target).value if target else defaults.target,
         defaults.min_keep if min_keep is None else min_keep,
+        defaults.round_to if round_to is None else round_to,
     )
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from snipit_cli.criteria.base import Batch, Criterion, ScoringContext
 from snipit_cli.errors import NumericsError, UsageError
-from snipit_cli.pruning.masks import Masks, apply_masks, below_floor, compute_masks, count_kept, layer_floors
+from snipit_cli.pruning.masks import FloorError, Masks, Ranking, apply_masks, count_kept, layer_floors
 from snipit_cli.pruning.schedule import count_to_prune
 
 
@@ -106,12 +106,12 @@ def prune(
         progress.start_step(step, len(schedule), fraction, reads)
         batches = counted_batches(batches_for_step(step), progress) if reads else ()
         ctx = ScoringContext(model, weights, batches, generator, input_size)
-        scores = criterion.score(ctx)
+        ranking = Ranking(criterion.score(ctx), masks)
         if step == 0:  # later, our own pruning may have cut every path: ranking goes on by position
-            _check_some_signal(scores, masks, criterion)
-        _record_zero_scores(scores, masks, result.zero_score_layers)
-        keep = min(total - count_to_prune(fraction, total), count_kept(masks))
-        masks = _next_masks(scores, masks, keep, floors, fraction, result.held_layers)
+            _check_some_signal(ranking, criterion)
+        result.zero_score_layers += [n for n in ranking.silent if n not in result.zero_score_layers]
+        keep = min(total - count_to_prune(fraction, total), ranking.n_alive)
+        masks = _next_masks(ranking, keep, floors, fraction, result.held_layers)
         apply_masks(weights, masks)
         result.kept_per_step.append(keep)
         progress.end_step(step, keep, total)
@@ -119,29 +119,22 @@ def prune(
     return result
 
 
-def _next_masks(scores, masks, keep, floors, fraction, held: list[str]) -> Masks:
+def _next_masks(ranking: Ranking, keep: int, floors, fraction: float, held: list[str]) -> Masks:
     """Global top-k; with floors, layers it would empty are held at their minimum instead."""
-    plain = compute_masks(scores, masks, keep)
-    if floors is None:
-        return plain
-    short = below_floor(plain, masks, floors)
-    if not short:
-        return plain
-    needed = sum(min(f, int(masks[n].sum())) for n, f in floors.items())
-    if needed > keep:
+    try:
+        return ranking.top(keep, floors, held)
+    except FloorError as exc:
         raise UsageError(
-            f"sparsity {fraction} keeps {keep} weights, fewer than the {needed} the collapse guard "
+            f"sparsity {fraction} keeps {keep} weights, fewer than the {exc.needed} the collapse guard "
             "needs to leave every layer some; lower --sparsity or pass --allow-collapse"
-        )
-    held.extend(n for n in short if n not in held)
-    return compute_masks(scores, masks, keep, floors)
+        ) from None
 
 
-def _check_some_signal(scores: Masks, masks: Masks, criterion: Criterion) -> None:
+def _check_some_signal(ranking: Ranking, criterion: Criterion) -> None:
     """All-zero scores on every alive weight mean no gradient reached the model: nothing to rank."""
     if not criterion.needs_data:
         return
-    if not any(bool(s[masks[n]].any()) for n, s in scores.items()):
+    if len(ranking.silent) == sum(1 for a in ranking.alive_per_layer if a):
         raise NumericsError(
             f"every {criterion.name} score is zero: no gradient reaches any prunable weight (a model "
             "whose output does not depend on its weights, or all-zero weights); check the model, or "
@@ -152,13 +145,6 @@ def _check_some_signal(scores: Masks, masks: Masks, criterion: Criterion) -> Non
 def current_masks(weights: dict[str, nn.Parameter]) -> Masks:
     """What is alive now: every nonzero weight."""
     return {name: w.detach() != 0 for name, w in weights.items()}
-
-
-def _record_zero_scores(scores: Masks, masks: Masks, seen: list[str]) -> None:
-    for name, s in scores.items():
-        alive = masks[name]
-        if name not in seen and alive.any() and not s[alive].any():
-            seen.append(name)
 
 
 def counted_batches(batches: Iterable[Batch], progress: Progress) -> Iterator[Batch]:

@@ -199,7 +199,11 @@ def checkpoint_document(
             "achieved": pruned.achieved,
             "of": request.structured.target if request.structured else "weights",
         },
-        **({"min_keep": request.structured.min_keep} if request.structured else {}),
+        **(
+            {"min_keep": request.structured.min_keep, "round_to": request.structured.round_to}
+            if request.structured
+            else {}
+        ),
         "exclude": list(request.exclude),
         "seed": request.seed,
         "calibration": _calibration_doc(data, request.data, criterion.needs_data, len(pruned.schedule)),

@@ -40,10 +40,13 @@ class StructuredOptions:
 
     target: str = "nodes"
     min_keep: float = 0.05
+    round_to: int = 1
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise UsageError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.round_to < 1:
+            raise UsageError(f"--round-to must be 1 or more, got {self.round_to}")
         if not 0.0 <= self.min_keep < 1.0:
             raise UsageError(f"--min-keep is a fraction of each group's units in [0, 1), got {self.min_keep}")
 
@@ -83,7 +86,7 @@ def slim_model(
     measure = _measure(model, options.target, example, _names(model, protected), exclude, size, roots)
     result = prune_units(
         model, unit_graph.groups, criterion, data.batches, schedule, data.n_batches,
-        options.min_keep, measure, seed, progress,
+        options.min_keep, measure, seed, progress, options.round_to,
     )  # fmt: skip
     dense = copy.deepcopy(model)
     remove_units(model, unit_graph, result.pruned)

@@ -171,3 +171,23 @@ def test_only_the_classifier_is_protected_even_when_hidden_widths_equal_the_clas
     assert protected == [model.head]
     roots = {g.root for g in find_unit_groups(model, torch.zeros(1, 3, 8, 8), protected).groups}
     assert roots == {"features.0", "features.3"}
+
+
+def test_round_to_keeps_multiples_of_n_channels_and_stays_exact():
+    from snipit_cli.models.zoo import SmallCNN
+    from snipit_cli.workflows.structured import StructuredOptions, slim_model
+
+    torch.manual_seed(0)
+    model = SmallCNN(width=8)  # conv groups of 8, 16, 32, 32 channels and 256 fc1 neurons
+    data = SyntheticData("synthetic", 4, 1, 0, size=(1, 28, 28), num_classes=10)
+    criterion = create_criterion("snap", "units")
+    outcome = slim_model(
+        model, None, criterion, data, [0.6], (1, 28, 28), StructuredOptions(round_to=8), [], 0, None
+    )
+    kept = [int(g.sum()) for g in outcome.result.gates]
+    sizes = [g.size for g in outcome.unit_graph.groups]
+    assert all(k % 8 == 0 or k == s for k, s in zip(kept, sizes, strict=True)), kept
+    assert sum(kept) < sum(sizes)  # it still pruned
+    assert outcome.max_rel_diff <= 1e-4  # rounding brought back whole channels: slim == gated
+    widths = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(w % 8 == 0 for w in widths), widths
