@@ -58,8 +58,9 @@ def spread(values: list[float]) -> dict:
 
 
 def request(
-    spec, size, structured, out: Path, batches=BATCHES, batch_size=BATCH_SIZE, sparsity=None, target="nodes"
-):
+    spec, size, structured, out: Path, batches=BATCHES, batch_size=BATCH_SIZE, sparsity=None, target="nodes",
+    round_to=1,
+):  # fmt: skip
     return PruneRequest(
         model=ModelOptions(spec, num_classes=10, input_size=size),
         data=DataOptions(parse_data_spec("synthetic"), out.parent, batch_size=batch_size, batches=batches),
@@ -67,7 +68,7 @@ def request(
         steps=STEPS,
         output=out,
         force=True,
-        structured=StructuredOptions(target=target) if structured else None,
+        structured=StructuredOptions(target=target, round_to=round_to) if structured else None,
     )
 
 
@@ -179,31 +180,38 @@ def slim(repeats: int) -> list[dict]:
         dense_lat = measure_latency(dense, size, (1, 32), repeats=max(20, repeats))
         dense_macs = count_macs(dense, size)
         for sparsity in (0.3, 0.5, 0.7):
-            with tempfile.TemporaryDirectory() as tmp:
-                req = request(spec, size, True, Path(tmp) / "slim.safetensors", batches=2, batch_size=16,
-                              sparsity=sparsity)  # fmt: skip
-                start = time.perf_counter()
-                outcome = run_prune(req)
-                prune_s = time.perf_counter() - start
-            lat = measure_latency(outcome.model, size, (1, 32), repeats=max(20, repeats))
-            macs = outcome.report["macs"]["pruned"]
-            row = {
-                "model": spec,
-                "node_sparsity": sparsity,
-                "prune_s": prune_s,
-                "macs_reduction": dense_macs / macs,
-                "latency_ms": {b: lat["batch_sizes"][b] for b in ("1", "32")},
-                "dense_latency_ms": {b: dense_lat["batch_sizes"][b] for b in ("1", "32")},
-            }
-            for b in ("1", "32"):
-                row[f"speedup_{b}"] = (
-                    dense_lat["batch_sizes"][b]["median_ms"] / lat["batch_sizes"][b]["median_ms"]
-                )
-                row[f"efficiency_{b}"] = row[f"speedup_{b}"] / row["macs_reduction"]
-            rows.append(row)
-            print(f"slim {spec} {sparsity}: {row['speedup_32']:.2f}x vs MACs {row['macs_reduction']:.2f}x",
-                  file=sys.stderr)  # fmt: skip
+            for round_to in (1, 8):
+                rows.append(_slim_row(spec, size, sparsity, round_to, dense_lat, dense_macs, repeats))
     return rows
+
+
+def _slim_row(spec, size, sparsity, round_to, dense_lat, dense_macs, repeats) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        req = request(
+            spec, size, True, Path(tmp) / "slim.safetensors", batches=2, batch_size=16, sparsity=sparsity,
+            round_to=round_to,
+        )  # fmt: skip
+        start = time.perf_counter()
+        outcome = run_prune(req)
+        prune_s = time.perf_counter() - start
+    lat = measure_latency(outcome.model, size, (1, 32), repeats=max(20, repeats))
+    macs = outcome.report["macs"]["pruned"]
+    row = {
+        "model": spec,
+        "node_sparsity": sparsity,
+        "round_to": round_to,
+        "achieved_nodes": outcome.report["nodes"]["sparsity"],
+        "prune_s": prune_s,
+        "macs_reduction": dense_macs / macs,
+        "latency_ms": {b: lat["batch_sizes"][b] for b in ("1", "32")},
+        "dense_latency_ms": {b: dense_lat["batch_sizes"][b] for b in ("1", "32")},
+    }
+    for b in ("1", "32"):
+        row[f"speedup_{b}"] = dense_lat["batch_sizes"][b]["median_ms"] / lat["batch_sizes"][b]["median_ms"]
+        row[f"efficiency_{b}"] = row[f"speedup_{b}"] / row["macs_reduction"]
+    print(f"slim {spec} {sparsity} round_to={round_to}: {row['speedup_32']:.2f}x vs MACs "
+          f"{row['macs_reduction']:.2f}x", file=sys.stderr)  # fmt: skip
+    return row
 
 
 def peers(repeats: int) -> dict:
@@ -226,6 +234,12 @@ def peers(repeats: int) -> dict:
             snipit_macs = outcome.report["macs"]["pruned"]
             snipit_model = outcome.model
     snipit_lat = measure_latency(snipit_model, size, (1, 32), repeats=20)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.safetensors"
+        rounded = run_prune(
+            request(spec, size, True, out, batches=2, batch_size=16, sparsity=0.5, target="macs", round_to=8)
+        )
+    rounded_lat = measure_latency(rounded.model, size, (1, 32), repeats=20)
 
     # MetaPruner: uniform channel ratio r gives MACs ~ (1 - r)^2: r = 1 - sqrt(0.5) for -50% MACs.
     meta_times = []
@@ -274,6 +288,11 @@ def peers(repeats: int) -> dict:
                 "prune_s": spread(snipit_times),
                 "macs": snipit_macs,
                 "latency_ms": snipit_lat["batch_sizes"],
+            },
+            "snipit_round8": {
+                "prune_s": spread([rounded.report["seconds"]]),
+                "macs": rounded.report["macs"]["pruned"],
+                "latency_ms": rounded_lat["batch_sizes"],
             },
             "metapruner_taylor": {
                 "prune_s": spread(meta_times),
@@ -342,14 +361,15 @@ def markdown(results: dict) -> str:
         lines += [
             "## 3. Slim models: measured CPU latency vs MACs (structured snap-it, 224 px)",
             "",
-            "| model | node sparsity | MACs reduction | dense ms b1 / b32 | slim ms b1 / b32 | speedup b1 | "
-            "speedup b32 | b32 speedup ÷ MACs reduction (goal ≥ 0.8) |",
-            "|---|---|---|---|---|---|---|---|",
+            "| model | node sparsity asked (achieved) | --round-to | MACs reduction | dense ms b1 / b32 | "
+            "slim ms b1 / b32 | speedup b1 | speedup b32 | b32 speedup ÷ MACs reduction (goal ≥ 0.8) |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in results["slim"]:
             d, s_ = r["dense_latency_ms"], r["latency_ms"]
             lines.append(
-                f"| {r['model']} | {r['node_sparsity']} | {r['macs_reduction']:.2f}× | "
+                f"| {r['model']} | {r['node_sparsity']} ({r['achieved_nodes']:.3f}) | {r['round_to']} | "
+                f"{r['macs_reduction']:.2f}× | "
                 f"{d['1']['median_ms']:.1f} / {d['32']['median_ms']:.0f} | "
                 f"{s_['1']['median_ms']:.1f} / {s_['32']['median_ms']:.0f} | {r['speedup_1']:.2f}× | "
                 f"{r['speedup_32']:.2f}× | {r['efficiency_32']:.2f} |"
@@ -368,6 +388,7 @@ def markdown(results: dict) -> str:
         ]
         tools = {
             "snipit": "snipit snap-it --target macs 0.5",
+            "snipit_round8": "snipit snap-it --target macs 0.5 --round-to 8 (1 run)",
             "metapruner_taylor": "torch-pruning MetaPruner + GroupTaylorImportance",
         }
         for name, label in tools.items():
