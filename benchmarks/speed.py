@@ -420,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default="overhead,memory,slim,peers")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--merge", action="store_true", help="replace only these sections in --out's JSON")
     args = parser.parse_args(argv)
     sections = args.only.split(",")
     results = {
@@ -435,6 +436,10 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = globals()[name](args.repeats)
         print(f"{name}: {time.perf_counter() - started:.0f}s", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        earlier = json.loads((args.out / "speed.json").read_text())
+        results["meta"]["command"] = f"{earlier['meta']['command']}; then {results['meta']['command']}"
+        results = {**earlier, **results}
     (args.out / "speed.json").write_text(json.dumps(results, indent=1))
     (args.out / "speed.md").write_text(markdown(results))
     print(args.out / "speed.md")

