@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -126,22 +125,14 @@ def _top_k_stable(flat: torch.Tensor, k: int) -> torch.Tensor:
     keep = torch.zeros_like(flat, dtype=torch.bool)
     if k == 0:
         return keep
-    threshold = _kth_smallest(flat, flat.numel() - k + 1)
+    # torch.kthvalue, not np.partition: numpy's introselect is 2.5x faster on distinct values but
+    # 17x slower once most entries are the pruned -inf (2.2 s vs 0.13 s on 11.7M at 85% pruned).
+    threshold = torch.kthvalue(flat, flat.numel() - k + 1).values
     keep = flat > threshold
     missing = k - int(keep.sum())
     tied = torch.nonzero(flat == threshold).flatten()[:missing]
     keep[tied] = True
     return keep
-
-
-def _kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th smallest value (1-based). On the CPU numpy's introselect (``np.partition``) finds
-    it ~2.5x faster than ``torch.kthvalue`` (77 vs 200 ms on ResNet-18's 11.7M scores), and this
-    runs once per pruning step; the value, hence the mask, is the same."""
-    if flat.device.type == "cpu":
-        values = flat.detach().contiguous().numpy()
-        return torch.as_tensor(np.partition(values, k - 1)[k - 1])
-    return torch.kthvalue(flat, k).values
 
 
 def _check_finite(scores: Mapping[str, torch.Tensor]) -> None:
