@@ -9,6 +9,8 @@ from contextlib import contextmanager
 import typer
 
 from snipit_cli.errors import SnipitError
+from snipit_cli.parallel import launched
+from snipit_cli.pruning.sync import AGREED, PeerError
 
 INTERNAL = 1
 INTERRUPTED = 130  # 128 + SIGINT
@@ -31,6 +33,28 @@ def report_error(message: str) -> None:
     sys.stderr.write(f"error: {_one_line(message)}\n")
 
 
+def _speaker(exc: BaseException) -> str | None:
+    """Under torchrun, who prints an error, so N processes show it once: the rank it happened on
+    when the ranks agreed on it mid-run (``pruning/sync.py``; as ``rank k:``), rank 0 for the
+    errors every rank meets alike (bad options, an existing output), nobody for a peer's error.
+    Returns the line's prefix, or None for silence."""
+    rank = _rank()
+    if isinstance(exc, PeerError):
+        return None
+    if getattr(exc, AGREED, False) and rank != 0:
+        return f"rank {rank}: "
+    if rank == 0 or not isinstance(exc, SnipitError):  # an internal error may be this rank's own
+        return "" if rank == 0 else f"rank {rank}: "
+    return None
+
+
+def _rank() -> int:
+    try:
+        return launched().rank
+    except SnipitError:  # a malformed RANK: speak
+        return 0
+
+
 @contextmanager
 def error_boundary(debug: bool) -> Iterator[None]:
     """Run a command body; translate failures into a message and an exit code."""
@@ -41,18 +65,24 @@ def error_boundary(debug: bool) -> Iterator[None]:
     except SnipitError as exc:
         if debug:
             raise
-        report_error(str(exc))
+        prefix = _speaker(exc)
+        if prefix is not None:
+            report_error(prefix + str(exc))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt as exc:
         if debug:
             raise
-        sys.stderr.write("interrupted; no partial output was left behind\n")
+        if _rank() == 0:
+            sys.stderr.write("interrupted; no partial output was left behind\n")
         raise typer.Exit(getattr(exc, "exit_code", INTERRUPTED)) from None
     except Exception as exc:
         if debug:
             raise
+        prefix = _speaker(exc)
+        if prefix is None:
+            raise typer.Exit(INTERNAL) from None
         sys.stderr.write(
-            f"internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+            prefix + f"internal error: {type(exc).__name__}: {_one_line(str(exc))} "
             "(re-run with --debug for the traceback)\n"
         )
         raise typer.Exit(INTERNAL) from None

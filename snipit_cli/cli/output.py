@@ -30,13 +30,18 @@ _UNBOUNDED_WIDTH = 1000
 
 
 class Output:
-    """Where a command's words go, by mode: ``json``, ``quiet`` and whether stderr is a terminal."""
+    """Where a command's words go, by mode: ``json``, ``quiet`` and whether stderr is a terminal.
 
-    def __init__(self, json_mode: bool = False, quiet: bool = False):
+    Under ``torchrun`` only rank 0 speaks: the other ranks' Output is ``silent`` (no result, no
+    notes, no progress), so N processes print one result, not N.
+    """
+
+    def __init__(self, json_mode: bool = False, quiet: bool = False, silent: bool = False):
         self.json_mode = json_mode
-        self.quiet = quiet
+        self.silent = silent
+        self.quiet = quiet or silent
         self.err = Console(stderr=True)
-        self.interactive = self.err.is_terminal and not quiet
+        self.interactive = self.err.is_terminal and not self.quiet
 
     def note(self, message: str) -> None:
         """A one-line remark the user should see (data shortfalls, ...); silent with --quiet."""
@@ -62,6 +67,8 @@ class Output:
 
     def result(self, document: Any, human: str) -> None:
         """The command's result on stdout: the JSON document, or a human line."""
+        if self.silent:
+            return
         if self.json_mode:
             sys.stdout.write(json.dumps(document, indent=2) + "\n")
         else:

@@ -14,6 +14,7 @@ from snipit_cli.cli.errors import error_boundary
 from snipit_cli.cli.output import Output
 from snipit_cli.cli.parsing import data_options, model_options
 from snipit_cli.errors import UsageError
+from snipit_cli.parallel import launched
 from snipit_cli.training.optim import OptimizerOptions
 from snipit_cli.workflows.prune import PruneRequest, run_prune
 from snipit_cli.workflows.structured import StructuredOptions
@@ -136,8 +137,8 @@ def prune(
     debug: opt.Debug = False,
 ) -> None:
     """Prune MODEL with SNIP-it (or another --method) and write a safetensors checkpoint + report."""
-    out = Output(json_mode=json_, quiet=quiet)
     with error_boundary(debug):
+        out = Output(json_mode=json_, quiet=quiet, silent=launched().rank != 0)
         request = PruneRequest(
             model=model_options(model, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size),
             data=data_options(
@@ -157,6 +158,11 @@ def prune(
         )
         if finetune_epochs < 0:
             raise UsageError(f"--finetune-epochs must be 0 or more, got {finetune_epochs}")
+        if finetune_epochs and launched().distributed:
+            raise UsageError(
+                "--finetune-epochs runs in one process; under torchrun prune only, then run "
+                "`snipit train` without torchrun"
+            )
         with out.pruning_progress() as progress:
             outcome = run_prune(request, progress)
         result = outcome.report

@@ -14,6 +14,7 @@ from snipit_cli.cli.output import Output
 from snipit_cli.cli.parsing import data_options, model_options
 from snipit_cli.cli.prune import Split, Target, structured_options
 from snipit_cli.errors import UsageError
+from snipit_cli.parallel import launched
 from snipit_cli.training.optim import OptimizerOptions
 from snipit_cli.workflows.train import PruneWhileTraining, TrainRequest, run_train
 
@@ -162,6 +163,11 @@ def train(
     while it trains, and write a safetensors checkpoint."""
     out = Output(json_mode=json_, quiet=quiet)
     with error_boundary(debug):
+        if launched().distributed:
+            raise UsageError(
+                "snipit train runs in one process (data-parallel training is not supported); launch it "
+                "without torchrun — only `snipit prune` scores data-parallel"
+            )
         request = TrainRequest(
             model=model_options(model, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size),
             data=data_options(

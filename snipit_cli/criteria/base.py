@@ -12,6 +12,7 @@ from torch import nn
 
 from snipit_cli.pruning.schedule import one_shot_schedule, snipit_schedule
 from snipit_cli.pruning.structured.groups import UnitGroup
+from snipit_cli.pruning.sync import LOCAL, Sync
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -22,7 +23,8 @@ class ScoringContext:
 
     ``weights`` are the prunable parameters by module name, already masked by earlier steps;
     ``batches`` yields (inputs, labels) on the model's device and is read at most once;
-    ``input_size`` (C, H, W) lets data-free criteria build their own input.
+    ``input_size`` (C, H, W) lets data-free criteria build their own input; ``sync`` adds up
+    what the ranks of a ``torchrun`` launch computed on their shards of the batches.
     """
 
     model: nn.Module
@@ -30,6 +32,7 @@ class ScoringContext:
     batches: Iterable[Batch]
     generator: torch.Generator
     input_size: tuple[int, ...] | None = None
+    sync: Sync = LOCAL
 
 
 class CriterionInfo(ABC):  # noqa: B024  (abstract through its subclasses' score methods)
@@ -80,6 +83,7 @@ class UnitScoringContext:
     gates: list[torch.Tensor]
     batches: Iterable[Batch]
     generator: torch.Generator
+    sync: Sync = LOCAL
 
 
 class UnitCriterion(CriterionInfo):

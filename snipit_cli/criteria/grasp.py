@@ -17,6 +17,7 @@ from snipit_cli.criteria.base import Batch, Criterion, ScoringContext
 from snipit_cli.criteria.passes import _eval_mode, _only_these_require_grad
 from snipit_cli.criteria.registry import register_criterion
 from snipit_cli.errors import NumericsError
+from snipit_cli.pruning.sync import scored_together
 
 #: Logits are divided by this before the loss, as in the authors' code: it softens the softmax so
 #: the Hessian-gradient product is not dominated by a few saturated examples.
@@ -31,13 +32,16 @@ class Grasp(Criterion):
     def score(self, ctx: ScoringContext) -> dict[str, torch.Tensor]:
         # Both passes read the same batches and ctx.batches can be read only once; calibration
         # sets are small, so keeping them in a list costs little.
-        batches = list(ctx.batches)
-        if not batches:
+        # Under torchrun each rank reads its shard; g must be the sum over all ranks before the
+        # second pass, and Hg is summed the same way.
+        batches = scored_together(ctx.sync, list, ctx.batches)
+        if sum(ctx.sync.gather_int(len(batches))) == 0:
             raise NumericsError("no calibration batch was read; check --batches and the dataset")
         weights = list(ctx.weights.values())
         with _only_these_require_grad(ctx.model, weights), _eval_mode(ctx.model):
-            g = _summed_gradient(ctx.model, weights, batches)
-            hg = _hessian_gradient_product(ctx.model, weights, batches, g)
+            g = ctx.sync.sum(scored_together(ctx.sync, _summed_gradient, ctx.model, weights, batches))
+            hg = scored_together(ctx.sync, _hessian_gradient_product, ctx.model, weights, batches, g)
+            hg = ctx.sync.sum(hg)
         return {name: w.detach() * h for (name, w), h in zip(ctx.weights.items(), hg, strict=True)}
 
 

@@ -25,7 +25,7 @@ class Snap(UnitCriterion):
     def score_units(self, ctx: UnitScoringContext) -> list[torch.Tensor]:
         gates = [g.detach().clone().float() for g in ctx.gates]
         with gates_installed(ctx.model, ctx.groups, gates):
-            grads, loss = sum_gradients(ctx.model, gates, ctx.batches)
+            grads, loss = sum_gradients(ctx.model, gates, ctx.batches, ctx.sync)
         return [g.abs() / loss.clamp_min(torch.finfo(torch.float32).tiny) for g in grads]
 
 

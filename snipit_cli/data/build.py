@@ -75,14 +75,19 @@ def calibration_data(
     model_input: InputSpec,
     num_classes: int,
     device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> CalibrationData:
-    """Streaming calibration batches shaped and normalised for the model."""
+    """Streaming calibration batches shaped and normalised for the model; under torchrun, the
+    share of rank ``rank`` of ``world_size``."""
     common = dict(
         spec=str(options.spec),
         batch_size=options.batch_size,
         n_batches=options.batches,
         seed=options.seed,
         device=device,
+        rank=rank,
+        world_size=world_size,
     )
     if dataset is None:
         return SyntheticData(**common, size=model_input.size, num_classes=num_classes)

@@ -1,4 +1,9 @@
-"""Calibration batches, streamed: each step reads a seeded random subset, never the whole split."""
+"""Calibration batches, streamed: each step reads a seeded random subset, never the whole split.
+
+Under ``torchrun`` rank r of W reads only batches r, r + W, r + 2W, ... of each step: the same
+batches a single process would read, dealt out, so the ranks' summed gradients are the
+single-process sum (up to float reduction order).
+"""
 
 from __future__ import annotations
 
@@ -21,9 +26,15 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**63)
 
 
+def batch_generator(seed: int, step: int, batch: int) -> torch.Generator:
+    """A stream per (seed, step, batch): a rank can make its batches without making the others'."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1_000_003 + batch) % 2**63)
+
+
 @dataclass
 class CalibrationData(ABC):
-    """``batches(step)`` yields up to ``n_batches`` (inputs, labels) batches on ``device``."""
+    """``batches(step)`` yields this rank's share of ``n_batches`` (inputs, labels) batches on
+    ``device``."""
 
     spec: str
     batch_size: int
@@ -31,10 +42,22 @@ class CalibrationData(ABC):
     seed: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     notes: list[str] = field(default_factory=list)
+    rank: int = 0
+    world_size: int = 1
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.n_batches < 1:
             raise UsageError("--batches and --batch-size must be at least 1")
+
+    @property
+    def my_batches(self) -> range:
+        """Indices of the batches of each step this rank reads."""
+        return range(self.rank, self.n_batches, self.world_size)
+
+    @property
+    def local_batches(self) -> int:
+        """How many batches this rank reads per step."""
+        return len(self.my_batches)
 
     @property
     @abstractmethod
@@ -66,8 +89,8 @@ class SyntheticData(CalibrationData):
         return self.n_batches * self.batch_size
 
     def batches(self, step: int) -> Iterator[Batch]:
-        g = step_generator(self.seed, step)
-        for _ in range(self.n_batches):
+        for i in self.my_batches:
+            g = batch_generator(self.seed, step, i)
             x = torch.randn(self.batch_size, *self.size, generator=g)
             y = torch.randint(0, self.num_classes, (self.batch_size,), generator=g)
             yield x.to(self.device), y.to(self.device)
@@ -102,7 +125,9 @@ class DatasetData(CalibrationData):
 
     def batches(self, step: int) -> Iterator[Batch]:
         order = torch.randperm(len(self.dataset), generator=step_generator(self.seed, step))  # type: ignore[arg-type]
-        subset = Subset(_Transformed(self.dataset, self.transform), order[: self._n_samples].tolist())
+        chosen = order[: self._n_samples].split(self.batch_size)
+        mine = torch.cat([chosen[i] for i in self.my_batches]).tolist() if self.local_batches else []
+        subset = Subset(_Transformed(self.dataset, self.transform), mine)
         loader = DataLoader(subset, batch_size=self.batch_size, shuffle=False, num_workers=self.workers)
         for x, y in loader:
             self._check_labels(y)

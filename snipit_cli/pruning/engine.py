@@ -17,6 +17,7 @@ from snipit_cli.criteria.base import Batch, Criterion, ScoringContext
 from snipit_cli.errors import NumericsError, UsageError
 from snipit_cli.pruning.masks import FloorError, Masks, Ranking, apply_masks, count_kept, layer_floors
 from snipit_cli.pruning.schedule import count_to_prune
+from snipit_cli.pruning.sync import LOCAL, Sync
 
 
 class Progress(Protocol):
@@ -60,6 +61,8 @@ class PruneResult:
     zero_score_layers: list[str] = field(default_factory=list)
     #: Layers the collapse guard held at their minimum (the ranking alone would have emptied them).
     held_layers: list[str] = field(default_factory=list)
+    #: Calibration samples this process read over all steps (its shard, under torchrun).
+    samples_read: int = 0
 
     @property
     def total(self) -> int:
@@ -86,6 +89,7 @@ def prune(
     progress: Progress | None = None,
     input_size: tuple[int, ...] | None = None,
     min_layer_density: float | None = MIN_LAYER_DENSITY,
+    sync: Sync = LOCAL,
 ) -> PruneResult:
     """Prune ``weights`` of ``model`` in place along ``schedule`` (pruned fractions).
 
@@ -93,7 +97,9 @@ def prune(
     removes more. At every step the criterion scores the network as masked so far, the global
     top-k over all weights is kept, and pruned weights stay pruned (monotone masks). Unless
     ``min_layer_density`` is None, no layer is emptied: each keeps that share of its weights (at
-    least 1), taken from the global budget, so the total is still exact.
+    least 1), taken from the global budget, so the total is still exact. Under ``torchrun``
+    (``sync``) every rank scores its shard of the batches, the criterion sums over ranks, and
+    every rank applies rank 0's masks, so the ranks cannot drift apart.
     """
     progress = progress or NullProgress()
     generator = torch.Generator().manual_seed(seed)
@@ -104,14 +110,15 @@ def prune(
     for step, fraction in enumerate(schedule):
         reads = n_batches if criterion.needs_data else 0
         progress.start_step(step, len(schedule), fraction, reads)
-        batches = counted_batches(batches_for_step(step), progress) if reads else ()
-        ctx = ScoringContext(model, weights, batches, generator, input_size)
+        batches = counted_batches(batches_for_step(step), progress, result) if reads else ()
+        ctx = ScoringContext(model, weights, batches, generator, input_size, sync)
         ranking = Ranking(criterion.score(ctx), masks)
         if step == 0:  # later, our own pruning may have cut every path: ranking goes on by position
             _check_some_signal(ranking, criterion)
         result.zero_score_layers += [n for n in ranking.silent if n not in result.zero_score_layers]
         keep = min(total - count_to_prune(fraction, total), ranking.n_alive)
         masks = _next_masks(ranking, keep, floors, fraction, result.held_layers)
+        masks = dict(zip(masks, sync.broadcast(list(masks.values())), strict=True))
         apply_masks(weights, masks)
         result.kept_per_step.append(keep)
         progress.end_step(step, keep, total)
@@ -147,7 +154,16 @@ def current_masks(weights: dict[str, nn.Parameter]) -> Masks:
     return {name: w.detach() != 0 for name, w in weights.items()}
 
 
-def counted_batches(batches: Iterable[Batch], progress: Progress) -> Iterator[Batch]:
+class Tally(Protocol):
+    samples_read: int
+
+
+def counted_batches(
+    batches: Iterable[Batch], progress: Progress, tally: Tally | None = None
+) -> Iterator[Batch]:
+    """``batches``, telling ``progress`` of each and adding its samples to ``tally.samples_read``."""
     for batch in batches:
         yield batch
+        if tally is not None:
+            tally.samples_read += len(batch[1])
         progress.advance_batch()

@@ -21,6 +21,7 @@ from snipit_cli.metrics.sparsity import layer_rows, param_totals
 from snipit_cli.models.checkpoint import checkpoint_writer
 from snipit_cli.models.input_spec import InputSpec, Size, library_input_spec, probe_num_classes
 from snipit_cli.models.loading import LoadedModel, resolve_model
+from snipit_cli.parallel import launched, process_group, rank_device
 from snipit_cli.pruning.engine import (
     MIN_LAYER_DENSITY,
     Progress,
@@ -30,6 +31,7 @@ from snipit_cli.pruning.engine import (
     schedule_for,
 )
 from snipit_cli.pruning.masks import count_kept
+from snipit_cli.pruning.sync import scored_together
 from snipit_cli.pruning.targets import prunable_weights
 from snipit_cli.workflows.structured import StructuredOptions, limit_notes, slim_model, slim_report
 
@@ -90,15 +92,24 @@ class Pruned:
     report_extra: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     dense: nn.Module | None = None  # the dense original, when the model's shapes changed
+    samples_read: int = 0  # calibration samples this process read
+    samples_per_rank: list[int] = field(default_factory=list)  # the same, of every rank
+    backend: str | None = None  # torch.distributed backend under torchrun
 
 
 def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneOutcome:
-    """Prune, write the checkpoint and the report; return the model and the report."""
+    """Prune, write the checkpoint and the report; return the model and the report.
+
+    Under ``torchrun`` every rank runs this: each scores its shard of the calibration batches,
+    the ranks sum their gradients at every step and apply the same masks, and rank 0 alone
+    writes the files (every rank returns the same report).
+    """
     started = time.perf_counter()
     level = "units" if request.structured else "weights"
     criterion = create_criterion(request.method or DEFAULT_METHOD[level], level)
     schedule = schedule_for(criterion, request.sparsity, request.steps)
-    device = resolve_device(request.device)
+    launch = launched()
+    device = rank_device(resolve_device(request.device), launch)
     torch.manual_seed(request.seed)  # model initialisation is part of what --seed fixes
     loaded = load(request.model)
     output, report_path = output_paths(request, loaded)
@@ -108,44 +119,63 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
     model_input = resolve_input_spec(request.model.input_size, loaded, dataset_input_spec(dataset))
     model = loaded.model.to(device)
     num_classes = probe_num_classes(model, model_input.size, device)
-    data = calibration_data(request.data, dataset, model_input, num_classes, device)
-    if request.structured:
-        pruned = _prune_units(request, loaded, model, criterion, data, schedule, model_input.size, progress)
-    else:
-        pruned = _prune_weights(request, loaded, model, criterion, data, schedule, model_input.size, progress)
-    model.to("cpu")
+    data = calibration_data(
+        request.data, dataset, model_input, num_classes, device, launch.rank, launch.world_size
+    )
+    _check_enough_batches(data, criterion, launch.world_size)
+    with process_group(device, launch) as sync:
+        if request.structured:
+            pruned = _prune_units(
+                request, loaded, model, criterion, data, schedule, model_input.size, progress, sync
+            )
+        else:
+            pruned = _prune_weights(
+                request, loaded, model, criterion, data, schedule, model_input.size, progress, sync
+            )
+        model.to("cpu")
+        pruned.samples_per_rank = sync.gather_int(pruned.samples_read)
+        pruned.backend = getattr(sync, "backend", None)
 
-    document = checkpoint_document(loaded, model_input, num_classes, criterion, pruned, request, data)
-    rows = layer_rows(model, request.exclude, dense=pruned.dense)
-    report = {
-        **document,
-        **pruned.report_extra,
-        "params": param_totals(model, rows, dense=pruned.dense),
-        "layers": rows,
-        "output": str(output),
-        "report": str(report_path),
-        "device": str(device),
-        "notes": data.notes + pruned.notes,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    text = json.dumps(report, indent=2) + "\n"
-    write_all_atomic(
-        {
+        document = checkpoint_document(loaded, model_input, num_classes, criterion, pruned, request, data)
+        rows = layer_rows(model, request.exclude, dense=pruned.dense)
+        report = {
+            **document,
+            **pruned.report_extra,
+            "params": param_totals(model, rows, dense=pruned.dense),
+            "layers": rows,
+            "output": str(output),
+            "report": str(report_path),
+            "device": str(device),
+            "notes": data.notes + pruned.notes,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        text = json.dumps(report, indent=2) + "\n"
+        writers = {
             output: checkpoint_writer(model, {**document, **pruned.checkpoint_extra}),
             report_path: lambda tmp: tmp.write_text(text, encoding="utf-8"),
         }
-    )
+        # Only rank 0 writes; the others wait to hear that it did (or why it could not).
+        scored_together(sync, write_all_atomic if sync.rank == 0 else lambda _: None, writers)
     return PruneOutcome(model, report)
 
 
-def _prune_weights(request, loaded, model, criterion, data, schedule, size, progress) -> Pruned:
+def _check_enough_batches(data: CalibrationData, criterion, world_size: int) -> None:
+    """Every rank needs at least one batch of each step, or it would sit idle in every all-reduce."""
+    if criterion.needs_data and data.n_batches < world_size:
+        raise UsageError(
+            f"{data.n_batches} calibration batches cannot be shared by {world_size} processes; "
+            f"pass --batches {world_size} or more (or launch fewer processes)"
+        )
+
+
+def _prune_weights(request, loaded, model, criterion, data, schedule, size, progress, sync) -> Pruned:
     """SNIP-it and friends: zero weights in place."""
     weights = prunable_weights(model, request.exclude)
     _check_not_sparser_already(weights, request.sparsity, loaded.source)
     density = None if request.allow_collapse else MIN_LAYER_DENSITY
     result = prune(
-        model, weights, criterion, data.batches, schedule, data.n_batches, request.seed, progress, size,
-        density,
+        model, weights, criterion, data.batches, schedule, data.local_batches, request.seed, progress, size,
+        density, sync,
     )  # fmt: skip
     slim = (loaded.metadata or {}).get("slim")  # a slim checkpoint keeps its shapes
     collapse = {"guard": not request.allow_collapse, "min_layer_density": density, "held": result.held_layers}
@@ -155,14 +185,16 @@ def _prune_weights(request, loaded, model, criterion, data, schedule, size, prog
         checkpoint_extra={"collapse": collapse, **({"slim": slim} if slim else {})},
         report_extra={"collapse": collapse},
         notes=_zero_score_notes(result) + collapse_notes(result.held_layers),
+        samples_read=result.samples_read,
     )
 
 
-def _prune_units(request, loaded, model, criterion, data, schedule, size, progress) -> Pruned:
+def _prune_units(request, loaded, model, criterion, data, schedule, size, progress, sync) -> Pruned:
     """SNAP-it and friends: remove channels, neurons and heads, then prove the slim model right."""
     options = request.structured
     outcome = slim_model(
-        model, loaded.arch, criterion, data, schedule, size, options, request.exclude, request.seed, progress
+        model, loaded.arch, criterion, data, schedule, size, options, request.exclude, request.seed, progress,
+        sync,
     )  # fmt: skip
     figures = slim_report(outcome, model, size)
     achieved = figures["removed"][options.target]
@@ -175,6 +207,7 @@ def _prune_units(request, loaded, model, criterion, data, schedule, size, progre
         notes=[f"reached {achieved:.4f} of {options.target}, short of {request.sparsity}: see limits"] * short
         + limit_notes(figures["limits"]),
         dense=outcome.dense,
+        samples_read=outcome.result.samples_read,
     )
 
 
@@ -206,7 +239,12 @@ def checkpoint_document(
         ),
         "exclude": list(request.exclude),
         "seed": request.seed,
-        "calibration": _calibration_doc(data, request.data, criterion.needs_data, len(pruned.schedule)),
+        "calibration": {
+            **_calibration_doc(data, request.data, criterion.needs_data, len(pruned.schedule)),
+            "world_size": data.world_size,
+            "backend": pruned.backend,
+            "samples_per_rank": pruned.samples_per_rank,
+        },
     }
 
 

@@ -28,6 +28,7 @@ from snipit_cli.pruning.structured.engine import Measure, UnitPruneResult, prune
 from snipit_cli.pruning.structured.gates import gates_installed
 from snipit_cli.pruning.structured.groups import UnitGraph, find_unit_groups
 from snipit_cli.pruning.structured.surgery import remove_units
+from snipit_cli.pruning.sync import LOCAL, Sync
 from snipit_cli.pruning.targets import PRUNABLE_TYPES
 
 TARGETS = ("nodes", "params", "macs")
@@ -73,6 +74,7 @@ def slim_model(
     exclude: Sequence[str],
     seed: int,
     progress: Progress | None,
+    sync: Sync = LOCAL,
 ) -> SlimOutcome:
     """Prune units of ``model`` in place along ``schedule`` and remove them physically."""
     device = next(model.parameters()).device
@@ -85,8 +87,8 @@ def slim_model(
     roots = [g.root for g in unit_graph.groups]
     measure = _measure(model, options.target, example, _names(model, protected), exclude, size, roots)
     result = prune_units(
-        model, unit_graph.groups, criterion, data.batches, schedule, data.n_batches,
-        options.min_keep, measure, seed, progress, options.round_to,
+        model, unit_graph.groups, criterion, data.batches, schedule, data.local_batches,
+        options.min_keep, measure, seed, progress, options.round_to, sync,
     )  # fmt: skip
     dense = copy.deepcopy(model)
     remove_units(model, unit_graph, result.pruned)

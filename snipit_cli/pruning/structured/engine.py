@@ -19,6 +19,7 @@ from snipit_cli.criteria.base import UnitCriterion, UnitScoringContext
 from snipit_cli.errors import NumericsError
 from snipit_cli.pruning.engine import BatchSource, NullProgress, Progress, counted_batches
 from snipit_cli.pruning.structured.groups import UnitGroup
+from snipit_cli.pruning.sync import LOCAL, Sync
 
 #: Given the pruned units per group, the fraction of the chosen measure (params, MACs) removed.
 Measure = Callable[[list[list[int]]], float]
@@ -33,6 +34,8 @@ class UnitPruneResult:
     achieved_per_step: list[float] = field(default_factory=list)
     #: Groups that reached their --min-keep floor (they would have lost more units).
     at_floor: list[str] = field(default_factory=list)
+    #: Calibration samples this process read over all steps (its shard, under torchrun).
+    samples_read: int = 0
 
     @property
     def pruned(self) -> list[list[int]]:
@@ -59,6 +62,7 @@ def prune_units(
     seed: int = 0,
     progress: Progress | None = None,
     round_to: int = 1,
+    sync: Sync = LOCAL,
 ) -> UnitPruneResult:
     """Choose units to remove along ``schedule``; ``measure`` (default: node fraction) says how
     much a selection removes, and each step prunes the fewest units that reach its fraction.
@@ -66,6 +70,7 @@ def prune_units(
     With ``round_to`` N > 1, every channel group finally keeps a multiple of N units (the best
     scored of the removed ones come back): CPU kernels run channel counts that are multiples of
     the vector width much faster than odd ones, so the slim model turns MACs into speed.
+    Under ``torchrun`` (``sync``) the ranks score their shards and all take rank 0's gates.
     """
     progress = progress or NullProgress()
     generator = torch.Generator().manual_seed(seed)
@@ -75,8 +80,8 @@ def prune_units(
     for step, fraction in enumerate(schedule):
         reads = n_batches if criterion.needs_data else 0
         progress.start_step(step, len(schedule), fraction, reads)
-        batches = counted_batches(batches_for_step(step), progress) if reads else ()
-        ctx = UnitScoringContext(model, groups, [g.clone() for g in gates], batches, generator)
+        batches = counted_batches(batches_for_step(step), progress, result) if reads else ()
+        ctx = UnitScoringContext(model, groups, [g.clone() for g in gates], batches, generator, sync)
         scores = criterion.score_units(ctx)
         order = _removal_order(scores, gates, floors, groups)
         chosen = _fewest_reaching(order, gates, fraction, measure)
@@ -84,6 +89,7 @@ def prune_units(
             gates[g][u] = 0.0
         if round_to > 1 and step == len(schedule) - 1:
             _round_kept(gates, scores, groups, round_to)
+        gates[:] = sync.broadcast(gates)
         result.achieved_per_step.append(measure(result.pruned) if measure else result.node_sparsity)
         progress.end_step(step, sum(int(g.sum()) for g in gates), result.total_units)
     result.at_floor = [
