@@ -283,3 +283,46 @@ def test_synthetic_spec_gives_synthetic_data_of_the_model_shape(tmp_path: Path) 
     assert isinstance(data, SyntheticData)
     x, y = next(iter(data.batches(0)))
     assert x.shape == (2, 1, 12, 12) and int(y.max()) < 4
+
+
+# ---------------------------------------------------------------- shards under torchrun
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ranks_read_disjoint_shards_that_together_are_the_single_process_batches(world_size) -> None:
+    single = [x for x, _ in dataset_data(IndexImages(50), batch_size=4, n_batches=5, seed=3).batches(1)]
+    datasets = [IndexImages(50) for _ in range(world_size)]
+    shards = [
+        [x for x, _ in dataset_data(d, 4, 5, seed=3, rank=r, world_size=world_size).batches(1)]
+        for r, d in enumerate(datasets)
+    ]
+
+    for r, (shard, dataset) in enumerate(zip(shards, datasets, strict=True)):
+        assert len(shard) == len(range(r, 5, world_size))
+        assert all(torch.equal(a, single[i]) for a, i in zip(shard, range(r, 5, world_size), strict=True))
+        assert sorted(dataset.reads) == sorted(int(v) for x in shard for v in x[:, 0, 0, 0])  # only its shard
+    assert sum(len(d.reads) for d in datasets) == 20
+
+
+def test_a_short_last_batch_stays_with_the_rank_that_would_have_read_it() -> None:
+    ranks = [dataset_data(IndexImages(7), 2, 4, rank=r, world_size=2) for r in range(2)]
+
+    assert [[len(y) for _, y in data.batches(0)] for data in ranks] == [[2, 2], [2, 1]]
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_synthetic_shards_are_the_single_process_batches_dealt_out(world_size) -> None:
+    def data(rank=0, world=1):
+        return SyntheticData(
+            spec="synthetic", batch_size=3, n_batches=5, seed=1, size=(1, 4, 4), rank=rank, world_size=world
+        )
+
+    single = list(data().batches(2))
+    for r in range(world_size):
+        shard = list(data(r, world_size).batches(2))
+        expected = [single[i] for i in range(r, 5, world_size)]
+        assert len(shard) == len(expected) == data(r, world_size).local_batches
+        assert all(
+            torch.equal(x, ex) and torch.equal(y, ey)
+            for (x, y), (ex, ey) in zip(shard, expected, strict=True)
+        )
