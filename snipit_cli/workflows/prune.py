@@ -21,7 +21,7 @@ from snipit_cli.metrics.sparsity import layer_rows, param_totals
 from snipit_cli.models.checkpoint import checkpoint_writer
 from snipit_cli.models.input_spec import InputSpec, Size, library_input_spec, probe_num_classes
 from snipit_cli.models.loading import LoadedModel, resolve_model
-from snipit_cli.parallel import launched, process_group, rank_device
+from snipit_cli.parallel import Launch, launched, process_group, rank_device
 from snipit_cli.pruning.engine import (
     MIN_LAYER_DENSITY,
     Progress,
@@ -102,18 +102,68 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
 
     Under ``torchrun`` every rank runs this: each scores its shard of the calibration batches,
     the ranks sum their gradients at every step and apply the same masks, and rank 0 alone
-    writes the files (every rank returns the same report).
+    writes the files (every rank returns the same report). The ranks agree after each phase, so
+    a failure on one rank (a file missing on one node, a corrupt image in one shard) stops all.
     """
     started = time.perf_counter()
+    launch = launched()
+    device = rank_device(resolve_device(request.device), launch)
+    with process_group(device, launch) as sync:
+        setup = scored_together(sync, _prepare, request, device, launch)
+        if request.structured:
+            pruned = _prune_units(request, setup, progress, sync)
+        else:
+            pruned = _prune_weights(request, setup, progress, sync)
+        model = setup.model.to("cpu")
+        pruned.samples_per_rank = sync.gather_int(pruned.samples_read)
+        pruned.backend = getattr(sync, "backend", None)
+
+        document = checkpoint_document(setup, pruned, request)
+        rows = layer_rows(model, request.exclude, dense=pruned.dense)
+        report = {
+            **document,
+            **pruned.report_extra,
+            "params": param_totals(model, rows, dense=pruned.dense),
+            "layers": rows,
+            "output": str(setup.output),
+            "report": str(setup.report_path),
+            "device": str(device),
+            "notes": setup.data.notes + pruned.notes,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        text = json.dumps(report, indent=2) + "\n"
+        writers = {
+            setup.output: checkpoint_writer(model, {**document, **pruned.checkpoint_extra}),
+            setup.report_path: lambda tmp: tmp.write_text(text, encoding="utf-8"),
+        }
+        # Only rank 0 writes; the others wait to hear that it did (or why it could not).
+        scored_together(sync, write_all_atomic if sync.rank == 0 else lambda _: None, writers)
+    return PruneOutcome(model, report)
+
+
+@dataclass
+class Setup:
+    """The model, data and criterion a run prunes with, checked before any scoring."""
+
+    criterion: Criterion | UnitCriterion
+    schedule: list[float]
+    loaded: LoadedModel
+    model: nn.Module
+    model_input: InputSpec
+    num_classes: int
+    data: CalibrationData
+    output: Path
+    report_path: Path
+
+
+def _prepare(request: PruneRequest, device: torch.device, launch: Launch) -> Setup:
+    """Resolve method, model, outputs and data; every check that needs no scoring happens here."""
     level = "units" if request.structured else "weights"
     criterion = create_criterion(request.method or DEFAULT_METHOD[level], level)
     schedule = schedule_for(criterion, request.sparsity, request.steps)
-    launch = launched()
-    device = rank_device(resolve_device(request.device), launch)
     torch.manual_seed(request.seed)  # model initialisation is part of what --seed fixes
     loaded = load(request.model)
     output, report_path = output_paths(request, loaded)
-
     # Data-free criteria never open the dataset (it need not even exist).
     dataset = open_dataset(request.data) if criterion.needs_data else None
     model_input = resolve_input_spec(request.model.input_size, loaded, dataset_input_spec(dataset))
@@ -123,40 +173,7 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
         request.data, dataset, model_input, num_classes, device, launch.rank, launch.world_size
     )
     _check_enough_batches(data, criterion, launch.world_size)
-    with process_group(device, launch) as sync:
-        if request.structured:
-            pruned = _prune_units(
-                request, loaded, model, criterion, data, schedule, model_input.size, progress, sync
-            )
-        else:
-            pruned = _prune_weights(
-                request, loaded, model, criterion, data, schedule, model_input.size, progress, sync
-            )
-        model.to("cpu")
-        pruned.samples_per_rank = sync.gather_int(pruned.samples_read)
-        pruned.backend = getattr(sync, "backend", None)
-
-        document = checkpoint_document(loaded, model_input, num_classes, criterion, pruned, request, data)
-        rows = layer_rows(model, request.exclude, dense=pruned.dense)
-        report = {
-            **document,
-            **pruned.report_extra,
-            "params": param_totals(model, rows, dense=pruned.dense),
-            "layers": rows,
-            "output": str(output),
-            "report": str(report_path),
-            "device": str(device),
-            "notes": data.notes + pruned.notes,
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        text = json.dumps(report, indent=2) + "\n"
-        writers = {
-            output: checkpoint_writer(model, {**document, **pruned.checkpoint_extra}),
-            report_path: lambda tmp: tmp.write_text(text, encoding="utf-8"),
-        }
-        # Only rank 0 writes; the others wait to hear that it did (or why it could not).
-        scored_together(sync, write_all_atomic if sync.rank == 0 else lambda _: None, writers)
-    return PruneOutcome(model, report)
+    return Setup(criterion, schedule, loaded, model, model_input, num_classes, data, output, report_path)
 
 
 def _check_enough_batches(data: CalibrationData, criterion, world_size: int) -> None:
@@ -168,8 +185,10 @@ def _check_enough_batches(data: CalibrationData, criterion, world_size: int) -> 
         )
 
 
-def _prune_weights(request, loaded, model, criterion, data, schedule, size, progress, sync) -> Pruned:
+def _prune_weights(request: PruneRequest, setup: Setup, progress, sync) -> Pruned:
     """SNIP-it and friends: zero weights in place."""
+    loaded, model, criterion, data = setup.loaded, setup.model, setup.criterion, setup.data
+    schedule, size = setup.schedule, setup.model_input.size
     weights = prunable_weights(model, request.exclude)
     _check_not_sparser_already(weights, request.sparsity, loaded.source)
     density = None if request.allow_collapse else MIN_LAYER_DENSITY
@@ -189,8 +208,10 @@ def _prune_weights(request, loaded, model, criterion, data, schedule, size, prog
     )
 
 
-def _prune_units(request, loaded, model, criterion, data, schedule, size, progress, sync) -> Pruned:
+def _prune_units(request: PruneRequest, setup: Setup, progress, sync) -> Pruned:
     """SNAP-it and friends: remove channels, neurons and heads, then prove the slim model right."""
+    loaded, model, criterion, data = setup.loaded, setup.model, setup.criterion, setup.data
+    schedule, size = setup.schedule, setup.model_input.size
     options = request.structured
     outcome = slim_model(
         model, loaded.arch, criterion, data, schedule, size, options, request.exclude, request.seed, progress,
@@ -211,16 +232,10 @@ def _prune_units(request, loaded, model, criterion, data, schedule, size, progre
     )
 
 
-def checkpoint_document(
-    loaded: LoadedModel,
-    model_input: InputSpec,
-    num_classes: int,
-    criterion: Criterion | UnitCriterion,
-    pruned: Pruned,
-    request: PruneRequest,
-    data: CalibrationData,
-) -> dict[str, Any]:
+def checkpoint_document(setup: Setup, pruned: Pruned, request: PruneRequest) -> dict[str, Any]:
     """The JSON stored in the checkpoint's metadata: how to rebuild the model and what was done."""
+    loaded, model_input, num_classes = setup.loaded, setup.model_input, setup.num_classes
+    criterion, data = setup.criterion, setup.data
     return {
         "snipit_version": snipit_cli.__version__,
         "model": model_document(loaded, model_input, num_classes, request.model.pretrained),

@@ -28,7 +28,7 @@ from snipit_cli.pruning.structured.engine import Measure, UnitPruneResult, prune
 from snipit_cli.pruning.structured.gates import gates_installed
 from snipit_cli.pruning.structured.groups import UnitGraph, find_unit_groups
 from snipit_cli.pruning.structured.surgery import remove_units
-from snipit_cli.pruning.sync import LOCAL, Sync
+from snipit_cli.pruning.sync import LOCAL, Sync, scored_together
 from snipit_cli.pruning.targets import PRUNABLE_TYPES
 
 TARGETS = ("nodes", "params", "macs")
@@ -92,9 +92,16 @@ def slim_model(
     )  # fmt: skip
     dense = copy.deepcopy(model)
     remove_units(model, unit_graph, result.pruned)
-    batch = next(iter(data.batches(0)))[0]
-    diff = check_equivalence(model, dense, unit_graph, result.gates, batch, _names(model, protected))
+    names = _names(model, protected)
+    # Each rank checks on its own first batch; a mismatch on any rank stops all of them.
+    diff = scored_together(
+        sync, lambda: check_equivalence(model, dense, unit_graph, result.gates, _first_batch(data), names)
+    )
     return SlimOutcome(result, dense, record_slim(model, _reference(arch, dense)), unit_graph, diff)
+
+
+def _first_batch(data: CalibrationData) -> torch.Tensor:
+    return next(iter(data.batches(0)))[0]
 
 
 def classifier_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
