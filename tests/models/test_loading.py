@@ -193,7 +193,6 @@ def test_tied_weights_survive_a_round_trip(tmp_path: Path):
     assert _same_outputs(original, model, shape=(2, 6))
 
 
-
 def _bits(t: torch.Tensor) -> bytes:
     return t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
@@ -225,6 +224,7 @@ def test_a_non_contiguous_tensor_is_stored_as_its_values(tmp_path: Path):
     path = tmp_path / "view.safetensors"
     save_checkpoint(module, path, {}, "sparse")
     assert torch.equal(read_tensors(path)["w"], dense.t()) and "w.__bitmask" in load_file(path)
+
 
 @pytest.mark.parametrize(
     ("arch", "fragment"),
