@@ -408,7 +408,7 @@ def test_a_failed_write_keeps_the_old_file(cli, tmp_path, monkeypatch):
     def full_disk(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", "out.safetensors")
 
-    monkeypatch.setattr("snipit_cli.models.checkpoint.save_model", full_disk)
+    monkeypatch.setattr("snipit_cli.models.checkpoint.save_file", full_disk)
     result = cli(*TINY, "-o", "out.safetensors", "--force")
     assert result.exit_code == 2
     *steps, last = result.stderr.strip().splitlines()
