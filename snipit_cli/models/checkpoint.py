@@ -65,13 +65,14 @@ def save_tensors(
 ) -> None:
     """Write ``tensors`` densely or bitmask-encoded, recording the encoding in the document.
 
-    A plain file (``document`` None) written dense stays plain: no snipit metadata is added.
+    A plain file (``document`` None, or one holding nothing but a storage block) written dense
+    stays plain: no snipit metadata is added.
     """
     stored, storage_doc = encode(tensors) if storage == "sparse" else (dict(tensors), {"encoding": DENSE})
     metadata = {**extra_metadata, "format": "pt"}
-    if document is not None or storage_doc["encoding"] != DENSE:
-        dense = storage_doc["encoding"] == DENSE
-        body = {k: v for k, v in (document or {}).items() if k not in ("format_version", "storage")}
+    dense = storage_doc["encoding"] == DENSE
+    body = {k: v for k, v in (document or {}).items() if k not in ("format_version", "storage")}
+    if body or document == {} or not dense:
         version = DENSE_FORMAT_VERSION if dense else FORMAT_VERSION
         metadata[METADATA_KEY] = json.dumps({"format_version": version, **body, "storage": storage_doc})
     save_file(stored, str(path), metadata=metadata)

@@ -84,7 +84,8 @@ def encode(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
         records[name] = {"shape": list(t.shape), "dtype": dtype_name(t.dtype)}
     if not records:
         return stored, {"encoding": DENSE}
-    return stored, {"encoding": ENCODING, "bit_order": "msb-first", "tensors": records}
+    # sorted: the document depends on the tensors, not on the order a reader handed them over
+    return stored, {"encoding": ENCODING, "bit_order": "msb-first", "tensors": dict(sorted(records.items()))}
 
 
 def encode_tensor(t: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
