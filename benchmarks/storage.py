@@ -2,13 +2,15 @@
 
 Run by hand (not in the test suite):
 
-    python benchmarks/storage.py [--repeats 5] [--sparsities 0.5,0.8,0.9,0.95,0.99]
+    python benchmarks/storage.py [--repeats 5] [--sparsities 0.5,0.8,0.9,0.95,0.99] [--threads 1]
 
 Prunes timm:resnet18 (random init, 1000 classes, ``--method magnitude``: data-free, so the figures
 do not depend on calibration data) once per sparsity through ``run_prune``, then writes the same
 model both ways with ``save_checkpoint`` and reads it back with ``snipit_cli.load_model``, timing
-each (median of --repeats, interleaved). Bits per weight are those of the encoded prunable
-weights alone (mask + values, no header), against the ``(1 - s) * 32 + 1`` the encoding predicts.
+each (median of --repeats, interleaved). On a shared machine, ``--threads 1`` keeps the small
+per-tensor torch ops from waiting on a busy second core (they then vary 10x run to run). Bits
+per weight are those of the encoded prunable weights alone (mask + values, no header), against
+the ``(1 - s) * 32 + 1`` the encoding predicts.
 Writes ``benchmarks/results/storage.md`` and ``storage.json``.
 """
 
@@ -143,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sparsities", default="0.5,0.8,0.9,0.95,0.99")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's]")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results: dict = {
         "meta": {
             "command": "python benchmarks/storage.py " + " ".join(argv if argv is not None else sys.argv[1:]),
