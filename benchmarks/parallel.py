@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+
+from snipit_cli.models.checkpoint import read_tensors
 
 SNIPIT = str(Path(sysconfig.get_path("scripts")) / "snipit")
 RESULTS = Path(__file__).parent / "results"
@@ -62,7 +63,7 @@ def launch(args: list[str], mode: str, nproc: int, workdir: str) -> tuple[float,
 
 def agreement(a: Path, b: Path) -> float:
     """Share of weights with the same kept/pruned state (same shapes); 1.0 for identical slim models."""
-    ta, tb = load_file(str(a)), load_file(str(b))
+    ta, tb = read_tensors(a), read_tensors(b)
     if {k: t.shape for k, t in ta.items()} != {k: t.shape for k, t in tb.items()}:
         return 0.0
     same = sum(int(((ta[k] != 0) == (tb[k] != 0)).sum()) for k in ta if ta[k].dim() > 1)

@@ -22,7 +22,8 @@ import pytest
 import torch
 from mnist_files import write_learnable_mnist
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from tiny_models import TinyCNN
 
 ARCH = "tiny_models:TinyCNN"
@@ -69,6 +70,37 @@ def tiny_checkpoint(folder: Path) -> None:
         )
     )
     (folder / "pruned.report.json").unlink()
+
+
+def lying_sparse(edit: Callable[[dict[str, torch.Tensor], dict], None]) -> Callable[[Path], None]:
+    """A sparse checkpoint (lie.safetensors) whose encoded features.3.weight was edited to lie."""
+
+    def setup(folder: Path) -> None:
+        tiny_checkpoint(folder)
+        path = folder / "pruned.safetensors"
+        tensors = load_file(path)
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata()
+        document = json.loads(metadata["snipit"])
+        edit(tensors, document)
+        metadata["snipit"] = json.dumps(document)
+        save_file(tensors, str(folder / "lie.safetensors"), metadata=metadata)
+        path.unlink()
+
+    return setup
+
+
+def longer_mask(tensors: dict[str, torch.Tensor], _doc: dict) -> None:
+    key = "features.3.weight.__bitmask"
+    tensors[key] = torch.cat([tensors[key], torch.zeros(1, dtype=torch.uint8)])
+
+
+def fewer_values(tensors: dict[str, torch.Tensor], _doc: dict) -> None:
+    tensors["features.3.weight.__values"] = tensors["features.3.weight.__values"][:-1]
+
+
+def unknown_encoding(_tensors: dict[str, torch.Tensor], doc: dict) -> None:
+    doc["storage"]["encoding"] = "zstd-v7"
 
 
 def malicious_pickle(folder: Path) -> None:
@@ -173,6 +205,25 @@ CATALOG = [
     Case("safetensors-not-json", ("report", "garbage.safetensors"), "cannot read", setup=not_json_header),
     Case("safetensors-no-metadata", ("prune", "plain.safetensors"), "--arch", setup=tensors_only),
     Case(
+        "sparse-mask-length-lie",
+        ("report", "lie.safetensors"),
+        "lie.safetensors is corrupt: tensor features.3.weight: bit mask has 37 uint8 elements, shape "
+        "[8, 4, 3, 3] needs 36 uint8",
+        setup=lying_sparse(longer_mask),
+    ),
+    Case(
+        "sparse-popcount-lie",
+        ("prune", "lie.safetensors", *FAST),
+        "is corrupt: tensor features.3.weight: bit mask marks",
+        setup=lying_sparse(fewer_values),
+    ),
+    Case(
+        "sparse-unknown-encoding",
+        ("convert", "lie.safetensors", "out.safetensors", "--storage", "dense"),
+        "is corrupt: unknown storage encoding 'zstd-v7'",
+        setup=lying_sparse(unknown_encoding),
+    ),
+    Case(
         "cifar-pickle-with-code",
         (*TINY, "--data", "cifar10", "--split", "test", "--data-root", "."),
         "refusing to load",
@@ -186,6 +237,25 @@ CATALOG = [
         "refusing to write over the input",
         setup=tiny_checkpoint,
     ),  # fmt: skip
+    Case(
+        "convert-output-is-input",
+        ("convert", "pruned.safetensors", "pruned.safetensors", "--storage", "dense", "--force"),
+        "refusing to write over the input",
+        setup=tiny_checkpoint,
+    ),
+    Case(
+        "convert-output-exists",
+        ("convert", "pruned.safetensors", "out.safetensors", "--storage", "dense"),
+        "--force",
+        setup=lambda f: (tiny_checkpoint(f), (f / "out.safetensors").write_bytes(b"precious")),
+    ),
+    Case(
+        "convert-a-state-dict",
+        ("convert", "tiny.pt", "tiny.safetensors", "--storage", "sparse"),
+        "convert reads .safetensors files",
+        setup=with_tiny(lambda _: None),
+    ),
+    Case("convert-storage-missing", ("convert", "a.safetensors", "b.safetensors"), "--storage"),
     Case(
         "output-folder-missing",
         (*TINY, "-o", "nowhere/out.safetensors"),
@@ -408,7 +478,7 @@ def test_a_failed_write_keeps_the_old_file(cli, tmp_path, monkeypatch):
     def full_disk(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", "out.safetensors")
 
-    monkeypatch.setattr("snipit_cli.models.checkpoint.save_model", full_disk)
+    monkeypatch.setattr("snipit_cli.models.checkpoint.save_file", full_disk)
     result = cli(*TINY, "-o", "out.safetensors", "--force")
     assert result.exit_code == 2
     *steps, last = result.stderr.strip().splitlines()

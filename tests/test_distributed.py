@@ -20,10 +20,10 @@ import pytest
 import torch
 from mnist_files import write_learnable_mnist
 from PIL import Image
-from safetensors.torch import load_file
 
 from snipit_cli import load_model
 from snipit_cli.cli.app import main
+from snipit_cli.models.checkpoint import read_tensors
 
 SNIPIT = Path(sysconfig.get_path("scripts")) / "snipit"
 MASK_AGREEMENT = 0.9999  # weights whose kept/pruned state may differ only through summation order
@@ -62,7 +62,7 @@ def mnist_dir(tmp_path: Path) -> Path:
 
 
 def _masks(path: Path) -> dict[str, torch.Tensor]:
-    return {k: t != 0 for k, t in load_file(str(path)).items() if k.endswith("weight") and t.dim() > 1}
+    return {k: t != 0 for k, t in read_tensors(path).items() if k.endswith("weight") and t.dim() > 1}
 
 
 def _outputs(path: Path, x: torch.Tensor) -> torch.Tensor:
@@ -125,7 +125,7 @@ def test_two_gloo_ranks_remove_the_same_channels_through_the_snipit_script(mnist
     two = torchrun(mnist_dir, *args, "-o", "two.safetensors", "--json", script=True)
 
     assert two.returncode == 0, two.stderr
-    a, b = load_file(str(mnist_dir / "one.safetensors")), load_file(str(mnist_dir / "two.safetensors"))
+    a, b = read_tensors(mnist_dir / "one.safetensors"), read_tensors(mnist_dir / "two.safetensors")
     assert {k: t.shape for k, t in a.items()} == {k: t.shape for k, t in b.items()}
     assert all(torch.equal(a[k], b[k]) for k in a)  # the same units removed: the same slim tensors
     assert json.loads(two.stdout)["nodes"] == json.loads(one.stdout)["nodes"]

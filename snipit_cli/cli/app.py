@@ -7,6 +7,8 @@ import sys
 
 import typer
 
+from snipit_cli.cli.convert import EXAMPLES as CONVERT_EXAMPLES
+from snipit_cli.cli.convert import convert
 from snipit_cli.cli.errors import INTERRUPTED, Terminated, report_error
 from snipit_cli.cli.methods import methods
 from snipit_cli.cli.prune import EXAMPLES, prune
@@ -26,6 +28,7 @@ app.command(epilog=TRAIN_EXAMPLES)(train)
 app.command()(methods)
 app.command()(report)
 app.command("compare")(compare_cmd)
+app.command(epilog=CONVERT_EXAMPLES)(convert)
 
 
 @app.callback()

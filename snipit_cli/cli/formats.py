@@ -68,6 +68,14 @@ def compare_tables(doc: dict[str, Any]) -> Tables:
         row("weight sparsity", [m["totals"]["weight_sparsity"] for m in models]),
         row("MACs", [m["totals"]["macs"] for m in models], "macs"),
         row("file size (bytes)", [m["totals"]["file_size"] for m in models], "file_size"),
+        row(
+            "file bytes per parameter",
+            [m["totals"]["file_bytes_per_param"] for m in models],
+            "file_bytes_per_param",
+        ),
+        row("dense tensors (bytes)", [m["totals"]["dense_size"] for m in models]),
+        row("file / dense", [m["totals"]["file_to_dense"] for m in models]),
+        row("storage", [m["totals"]["storage"] for m in models]),
     ]
     if all(m["eval"] for m in models):
         rows.append(row("top-1", [m["eval"]["top1"] for m in models]))

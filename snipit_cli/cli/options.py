@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,25 @@ Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of
 Json = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, tables or notes on stderr.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+
+
+class StorageFormat(StrEnum):
+    sparse = "sparse"
+    dense = "dense"
+
+
+STORAGE_HELP = (
+    "sparse: each mostly-zero tensor as a packed bit mask plus its kept values (about "
+    "(1 - sparsity) x 32 + 1 bits per float32 weight; read back by snipit); dense: plain safetensors "
+    "for tools that read the file directly."
+)
+Storage = Annotated[
+    StorageFormat | None,
+    typer.Option(
+        help=f"{STORAGE_HELP} [default: sparse when a weight is pruned to zero, as after unstructured "
+        "pruning; dense otherwise, e.g. --structured].",
+    ),
+]
 Config = Annotated[
     Path | None,
     typer.Option(

@@ -111,6 +111,7 @@ def prune(
     report: Annotated[
         Path | None, typer.Option(help="Report JSON to write [default: <output stem>.report.json].")
     ] = None,
+    storage: opt.Storage = None,
     arch: opt.Arch = None,
     arch_kwargs: opt.ArchKwargs = None,
     num_classes: opt.NumClasses = None,
@@ -155,6 +156,7 @@ def prune(
             force=force,
             structured=structured_options(structured, target, min_keep, round_to),
             allow_collapse=allow_collapse,
+            storage=storage.value if storage else None,
         )
         if finetune_epochs < 0:
             raise UsageError(f"--finetune-epochs must be 0 or more, got {finetune_epochs}")
@@ -193,6 +195,7 @@ def _finetune_request(request: PruneRequest, epochs: int, lr: float | None, outp
         seed=request.seed,
         device=request.device,
         output=output,
+        storage=request.storage,
     )
 
 

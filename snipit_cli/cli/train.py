@@ -132,6 +132,7 @@ def train(
         Path | None,
         typer.Option("--output", "-o", help="Checkpoint to write [default: <model>-trained.safetensors]."),
     ] = None,
+    storage: opt.Storage = None,
     arch: opt.Arch = None,
     arch_kwargs: opt.ArchKwargs = None,
     num_classes: opt.NumClasses = None,
@@ -207,6 +208,7 @@ def train(
             force=force,
             resume=resume,
             checkpoint_every=checkpoint_every,
+            storage=storage.value if storage else None,
         )
         with out.training_progress() as progress:
             result = run_train(request, progress).report

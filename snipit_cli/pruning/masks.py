@@ -146,9 +146,13 @@ def _check_finite(scores: Mapping[str, torch.Tensor]) -> None:
 
 @torch.no_grad()
 def apply_masks(weights: Mapping[str, nn.Parameter], masks: Mapping[str, torch.Tensor]) -> None:
-    """Zero pruned weights in place (no copy of the model)."""
+    """Zero pruned weights in place (no copy of the model).
+
+    ``masked_fill`` writes +0.0 where multiplying by the mask would leave -0.0 for negative weights
+    (and NaN for NaN ones): sparse storage keeps -0.0 bit for bit, so it must not appear.
+    """
     for name, w in weights.items():
-        w.mul_(masks[name].to(device=w.device, dtype=w.dtype))
+        w.masked_fill_(~masks[name].to(device=w.device, dtype=torch.bool), 0.0)
 
 
 def count_kept(masks: Mapping[str, torch.Tensor]) -> int:

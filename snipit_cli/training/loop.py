@@ -35,9 +35,10 @@ class NullEpochProgress:
 @torch.no_grad()
 def hold_masks(weights: Mapping[str, nn.Parameter], masks: Mapping[str, torch.Tensor]) -> None:
     """Zero the pruned entries again. Called after every optimizer step: momentum and weight decay
-    would otherwise move pruned weights off zero."""
+    would otherwise move pruned weights off zero. +0.0, not the -0.0 a product can give (see
+    ``apply_masks``)."""
     for name, w in weights.items():
-        w.mul_(masks[name])
+        w.masked_fill_(~masks[name].to(device=w.device, dtype=torch.bool), 0.0)
 
 
 def train_epoch(

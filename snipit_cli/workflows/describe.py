@@ -16,7 +16,9 @@ from snipit_cli.metrics.latency import measure_latency
 from snipit_cli.metrics.macs import macs_by_module
 from snipit_cli.metrics.sparsity import layer_rows, param_totals
 from snipit_cli.models.arch import ArchSpec, build_model
+from snipit_cli.models.checkpoint import storage_of
 from snipit_cli.models.input_spec import probe_num_classes
+from snipit_cli.models.storage import dense_nbytes
 from snipit_cli.workflows.prune import ModelOptions, load, resolve_device, resolve_input_spec
 
 #: Keys of the checkpoint metadata that describe how it was pruned.
@@ -89,6 +91,8 @@ def describe(request: DescribeRequest) -> dict[str, Any]:
             "node_sparsity": _node_sparsity(rows, metadata),
             "macs": macs[""],
             "file_size": size_bytes,
+            **file_figures(size_bytes, params["total"], dense_nbytes(model.state_dict())),
+            "storage": storage_of(metadata) if loaded.path else None,
         },
         "layers": rows,
         "eval": None,
@@ -105,6 +109,16 @@ def describe(request: DescribeRequest) -> dict[str, Any]:
         lat = request.latency
         doc["latency"] = measure_latency(model, spec.size, lat.batch_sizes, lat.repeats, lat.warmup, device)
     return doc
+
+
+def file_figures(file_size: int | None, params: int, dense_size: int) -> dict[str, Any]:
+    """Bytes per parameter and the file against its dense tensors (what --storage dense holds,
+    less the header): sparse storage shows as a ratio well below 1."""
+    return {
+        "file_bytes_per_param": file_size / params if file_size and params else None,
+        "dense_size": dense_size,
+        "file_to_dense": file_size / dense_size if file_size and dense_size else None,
+    }
 
 
 def compare(requests: list[DescribeRequest]) -> dict[str, Any]:
@@ -126,6 +140,7 @@ def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
         "nonzero": fewer("nonzero"),
         "macs": fewer("macs"),
         "file_size": fewer("file_size"),
+        "file_bytes_per_param": fewer("file_bytes_per_param"),
     }
     if base["latency"] and other["latency"]:
         out["speedup"] = {

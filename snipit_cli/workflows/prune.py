@@ -18,7 +18,7 @@ from snipit_cli.data.calibration import CalibrationData
 from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.fileio import check_writable, write_all_atomic
 from snipit_cli.metrics.sparsity import layer_rows, param_totals
-from snipit_cli.models.checkpoint import checkpoint_writer
+from snipit_cli.models.checkpoint import Storage, checkpoint_writer
 from snipit_cli.models.input_spec import InputSpec, Size, library_input_spec, probe_num_classes
 from snipit_cli.models.loading import LoadedModel, resolve_model
 from snipit_cli.parallel import Launch, launched, process_group, rank_device
@@ -36,7 +36,7 @@ from snipit_cli.pruning.targets import prunable_weights
 from snipit_cli.workflows.structured import StructuredOptions, limit_notes, slim_model, slim_report
 
 #: Report keys that describe the run rather than the checkpoint; the metadata omits them.
-RUN_ONLY_KEYS = ("params", "layers", "output", "report", "device", "notes", "seconds")
+RUN_ONLY_KEYS = ("params", "layers", "output", "report", "device", "notes", "seconds", "storage")
 
 
 @dataclass
@@ -69,6 +69,7 @@ class PruneRequest:
     force: bool = False
     structured: StructuredOptions | None = None
     allow_collapse: bool = False  # unstructured: let the ranking empty whole layers
+    storage: Storage | None = None  # default: see resolve_storage
 
 
 DEFAULT_METHOD = {"weights": "snip-it", "units": "snap-it"}
@@ -120,6 +121,7 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
 
         document = checkpoint_document(setup, pruned, request)
         rows = layer_rows(model, request.exclude, dense=pruned.dense)
+        storage = resolve_storage(request.storage, model)
         report = {
             **document,
             **pruned.report_extra,
@@ -128,12 +130,13 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
             "output": str(setup.output),
             "report": str(setup.report_path),
             "device": str(device),
+            "storage": storage,
             "notes": setup.data.notes + pruned.notes,
             "seconds": round(time.perf_counter() - started, 3),
         }
         text = json.dumps(report, indent=2) + "\n"
         writers = {
-            setup.output: checkpoint_writer(model, {**document, **pruned.checkpoint_extra}),
+            setup.output: checkpoint_writer(model, {**document, **pruned.checkpoint_extra}, storage),
             setup.report_path: lambda tmp: tmp.write_text(text, encoding="utf-8"),
         }
         # Only rank 0 writes; the others wait to hear that it did (or why it could not).
@@ -323,6 +326,15 @@ def resolve_input_spec(explicit: Size | None, loaded: LoadedModel, from_data: In
     if from_data is not None:
         return from_data
     raise ModelError("cannot tell what input size this model takes; pass --input-size C,H,W (e.g. 3,32,32)")
+
+
+def resolve_storage(requested: Storage | None, model: nn.Module) -> Storage:
+    """``--storage``, else sparse when a Conv/Linear weight holds exact zeros (every unstructured
+    run) and dense when none does (a --structured slim model: sparse would encode nothing)."""
+    if requested is not None:
+        return requested
+    weights = prunable_weights(model).values()
+    return "sparse" if any(bool((w == 0).any()) for w in weights) else "dense"
 
 
 def resolve_device(name: str) -> torch.device:

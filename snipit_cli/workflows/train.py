@@ -31,7 +31,7 @@ from snipit_cli.metrics.accuracy import evaluate
 from snipit_cli.metrics.macs import count_macs
 from snipit_cli.metrics.sparsity import count_params, layer_rows, param_totals
 from snipit_cli.models.arch import ArchSpec
-from snipit_cli.models.checkpoint import checkpoint_writer
+from snipit_cli.models.checkpoint import Storage, checkpoint_writer
 from snipit_cli.models.input_spec import InputSpec, probe_num_classes
 from snipit_cli.models.loading import LoadedModel
 from snipit_cli.pruning.engine import MIN_LAYER_DENSITY, current_masks, prune
@@ -54,6 +54,7 @@ from snipit_cli.workflows.prune import (
     model_document,
     resolve_device,
     resolve_input_spec,
+    resolve_storage,
 )
 from snipit_cli.workflows.structured import StructuredOptions, count_units, kept_indices, slim_model
 
@@ -99,6 +100,7 @@ class TrainRequest:
     force: bool = False
     resume: bool = False
     checkpoint_every: int = 0  # 0: only at the end, so an interrupted run leaves no output
+    storage: Storage | None = None  # default: sparse when the model has pruned (zero) weights
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -191,7 +193,7 @@ def run_train(
         last = run.epochs_done == request.epochs
         if last or (request.checkpoint_every and run.epochs_done % request.checkpoint_every == 0):
             document = _document(metadata, loaded, model_input, num_classes, request, run, data_doc)
-            _write(output, state_file, run, document)
+            _write(output, state_file, run, document, request.storage)
     run.model.to("cpu").eval()
 
     document = _document(metadata, loaded, model_input, num_classes, request, run, data_doc)
@@ -202,6 +204,7 @@ def run_train(
         "output": str(output),
         "state": str(state_file),
         "device": str(device),
+        "storage": resolve_storage(request.storage, run.model),
         "seconds": round(time.perf_counter() - started, 3),
     }
     return TrainOutcome(run.model, report)
@@ -432,7 +435,9 @@ def _document(metadata, loaded, model_input, num_classes, request, run: _Run, da
     return doc
 
 
-def _write(output: Path, state_file: Path, run: _Run, document: dict[str, Any]) -> None:
+def _write(
+    output: Path, state_file: Path, run: _Run, document: dict[str, Any], storage: Storage | None
+) -> None:
     state = {
         f"{name}/{key}": value.detach().cpu().contiguous()
         for name, entries in state_by_name(run.model, run.optimizer).items()
@@ -444,7 +449,7 @@ def _write(output: Path, state_file: Path, run: _Run, document: dict[str, Any]) 
     try:
         write_all_atomic(
             {
-                output: checkpoint_writer(run.model, document),
+                output: checkpoint_writer(run.model, document, resolve_storage(storage, run.model)),
                 state_file: lambda tmp: save_file(state, str(tmp), metadata=meta),
             }
         )

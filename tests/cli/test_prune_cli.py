@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import folder_listing
-from safetensors.torch import load_file
 
 from snipit_cli import load_model
+from snipit_cli.models.checkpoint import read_tensors
 from snipit_cli.pruning.targets import prunable_layers
 
 REPORT_KEYS = {
@@ -49,7 +49,7 @@ def test_json_matches_report_file_and_checkpoint_is_exact(cli, tiny_checkpoint, 
     assert doc["schedule"] == pytest.approx([0.5, 0.65, 0.725, 0.8])
     assert doc["calibration"] | {"passes": 8, "samples": 8} == doc["calibration"]
 
-    tensors = load_file(tmp_path / "out.safetensors")
+    tensors = read_tensors(tmp_path / "out.safetensors")
     prunable = [tensors[f"{name}.weight"] for name in ("features.0", "features.3", "head")]
     total = sum(t.numel() for t in prunable)
     zeros = sum(int((t == 0).sum()) for t in prunable)
@@ -79,7 +79,7 @@ def test_same_seed_bit_identical_checkpoints(cli, tiny_checkpoint, tiny_arch, tm
     for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
         result = _prune(cli, tiny_checkpoint, tiny_arch, "--seed", seed, "-o", f"{name}.safetensors")
         assert result.exit_code == 0, result.stderr
-    a, b, c = (load_file(tmp_path / f"{n}.safetensors") for n in "abc")
+    a, b, c = (read_tensors(tmp_path / f"{n}.safetensors") for n in "abc")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k] == 0, c[k] == 0) for k in a)
 

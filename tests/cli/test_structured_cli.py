@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from conftest import folder_listing
+from safetensors.torch import load_file
 from torch import nn
 
 from snipit_cli import load_model
@@ -37,6 +38,8 @@ def test_structured_resnet18_json_report(cli, tmp_path):
     assert doc["sparsity"] == {"target": 0.5, "achieved": 0.5, "of": "nodes"}
     assert any(row["shape"] != row["dense_shape"] for row in doc["layers"])
     assert "slim" not in doc  # the replay record lives in the checkpoint only
+    assert doc["storage"] == "dense"  # a slim model has no zeros to encode
+    assert "conv1.weight" in load_file(tmp_path / "s.safetensors")  # plain safetensors
     model = load_model(tmp_path / "s.safetensors")
     assert sum(p.numel() for p in model.parameters()) == doc["params"]["total"]
 

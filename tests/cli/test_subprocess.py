@@ -7,7 +7,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from safetensors.torch import load_file
+from snipit_cli.models.checkpoint import read_tensors
 
 SNIPIT = Path(sysconfig.get_path("scripts")) / "snipit"
 ARGS = (
@@ -50,7 +50,7 @@ def test_script_prunes_resnet18_to_exactly_90_percent(tmp_path):
     doc = json.loads(proc.stdout)
     assert doc == json.loads((tmp_path / "out.report.json").read_text())
     assert "step 3/3" in proc.stderr  # progress went to stderr
-    tensors = load_file(tmp_path / "out.safetensors")
+    tensors = read_tensors(tmp_path / "out.safetensors")
     weights = [tensors[f"{row['name']}.weight"] for row in doc["layers"]]
     total = sum(w.numel() for w in weights)
     assert total == doc["params"]["prunable"]

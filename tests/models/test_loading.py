@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY_MODELS
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tiny_models import TiedMLP, TinyCNN
 
 from snipit_cli import load_model
 from snipit_cli.errors import ModelError, UnsafeCheckpointError, UsageError
-from snipit_cli.models.checkpoint import read_metadata, save_checkpoint
+from snipit_cli.models.checkpoint import read_metadata, read_tensors, save_checkpoint
 from snipit_cli.models.loading import resolve_model
 
 ARCH = "tiny_models:TinyCNN"  # importable: pytest puts tests/ on sys.path
@@ -191,6 +191,39 @@ def test_tied_weights_survive_a_round_trip(tmp_path: Path):
     model = load_model(path)
     assert model.a.weight is model.b.weight
     assert _same_outputs(original, model, shape=(2, 6))
+
+
+def _bits(t: torch.Tensor) -> bytes:
+    return t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+@pytest.mark.parametrize("storage", ["sparse", "dense"])
+def test_tied_pruned_weights_round_trip_bit_identically_in_either_storage(tmp_path: Path, storage):
+    torch.manual_seed(0)
+    original = TiedMLP(num_classes=64)
+    with torch.no_grad():
+        original.a.weight.mul_(torch.rand(64, 64) < 0.1)
+        original.a.weight[0, :3] = torch.tensor([-0.0, float("nan"), 0.0])
+    path = tmp_path / "tied.safetensors"
+    arch = {"spec": "tiny_models:TiedMLP", "kwargs": {"num_classes": 64}}
+    save_checkpoint(original, path, {"model": {"arch": arch}}, storage)
+    raw = load_file(path)
+    assert ("a.weight.__values" in raw) == (storage == "sparse") and "b.weight" not in raw  # tied: once
+    assert read_metadata(path)["format_version"] == (2 if storage == "sparse" else 1)
+    assert read_tensors(path).keys() == {"a.weight", "a.bias", "b.bias"}
+    model = load_model(path)
+    assert model.a.weight is model.b.weight
+    state = model.state_dict()
+    assert all(_bits(state[k]) == _bits(v) for k, v in original.state_dict().items())
+
+
+def test_a_non_contiguous_tensor_is_stored_as_its_values(tmp_path: Path):
+    module = torch.nn.Module()
+    dense = torch.randn(64, 32) * (torch.rand(64, 32) < 0.1)
+    module.register_buffer("w", dense.t())  # a transposed view
+    path = tmp_path / "view.safetensors"
+    save_checkpoint(module, path, {}, "sparse")
+    assert torch.equal(read_tensors(path)["w"], dense.t()) and "w.__bitmask" in load_file(path)
 
 
 @pytest.mark.parametrize(

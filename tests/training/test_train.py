@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from snipit_cli.data.build import DataOptions
 from snipit_cli.data.specs import parse_data_spec
-from snipit_cli.models.checkpoint import read_metadata
+from snipit_cli.models.checkpoint import read_metadata, read_tensors
 from snipit_cli.models.loading import load_model
 from snipit_cli.models.zoo import SmallCNN
 from snipit_cli.training.optim import OptimizerOptions, lr_at, slice_state
@@ -29,7 +29,7 @@ def mnist_root(tmp_path: Path) -> Path:
 
 
 def zero_sets(path: Path) -> dict[str, torch.Tensor]:
-    return {k: v == 0 for k, v in load_file(str(path)).items() if k.endswith("weight") and v.dim() > 1}
+    return {k: v == 0 for k, v in read_tensors(str(path)).items() if k.endswith("weight") and v.dim() > 1}
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
@@ -49,10 +49,11 @@ def test_training_keeps_pruned_weights_exactly_zero(cli, mnist_root, optimizer):
         assert torch.equal(before[name], after[name]), name
     report = json.loads(result.stdout)
     assert report["sparsity"]["achieved"] == pytest.approx(0.9)
+    assert report["storage"] == "sparse" and "fc1.weight.__bitmask" in load_file("t.safetensors")
     assert report["training"]["epochs_done"] == 2
     assert report["training"]["history"][-1]["test_top1"] is not None
     # and the kept weights did train
-    p, t = load_file("p.safetensors"), load_file("t.safetensors")
+    p, t = read_tensors("p.safetensors"), read_tensors("t.safetensors")
     assert not torch.equal(p["fc1.weight"], t["fc1.weight"])
 
 
@@ -92,7 +93,7 @@ def test_snap_it_while_training_shrinks_the_model_and_it_reloads(cli, mnist_root
     )
     slim = load_model("s.safetensors")
     assert sum(p.numel() for p in slim.parameters()) == params[-1]
-    state = load_file("s.train-state.safetensors")
+    state = read_tensors("s.train-state.safetensors")
     tensors = dict(slim.named_parameters())
     for key, value in state.items():  # momentum buffers were cut to the new shapes
         assert value.shape == tensors[key.rsplit("/", 1)[0]].shape

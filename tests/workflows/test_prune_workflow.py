@@ -34,9 +34,10 @@ def test_saved_checkpoint_equals_pruned_model_and_metadata_equals_report(
     with torch.no_grad():
         assert torch.equal(outcome.model.eval()(x), reloaded(x))
     metadata = read_metadata(tmp_path / "p.safetensors")
-    assert metadata.pop("format_version") == 1
+    assert metadata.pop("format_version") == 2  # sparse storage: older snipits say "upgrade"
+    assert metadata.pop("storage")["encoding"] == "bitmask-v1"
     report = json.loads((tmp_path / "p.report.json").read_text())
-    assert report == outcome.report
+    assert report == outcome.report and report["storage"] == "sparse"
     assert metadata == {k: v for k, v in report.items() if k not in RUN_ONLY_KEYS}
 
 

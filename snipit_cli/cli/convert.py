@@ -1,0 +1,47 @@
+"""``snipit convert``: rewrite a checkpoint's tensors dense or sparse (lossless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from snipit_cli.cli import options as opt
+from snipit_cli.cli.errors import error_boundary
+from snipit_cli.cli.output import Output
+from snipit_cli.workflows.convert import ConvertRequest, run_convert
+
+EXAMPLES = """
+Examples:
+
+  snipit convert pruned.safetensors pruned-dense.safetensors --storage dense
+
+  snipit convert pruned-dense.safetensors pruned.safetensors --storage sparse --force
+"""
+
+
+def convert(
+    source: Annotated[
+        Path, typer.Argument(metavar="IN", help="A .safetensors file, snipit's or plain.", show_default=False)
+    ],
+    output: Annotated[
+        Path, typer.Argument(metavar="OUT", help="The .safetensors file to write.", show_default=False)
+    ],
+    storage: Annotated[opt.StorageFormat, typer.Option(help=opt.STORAGE_HELP, show_default=False)],
+    force: opt.Force = False,
+    json_: opt.Json = False,
+    quiet: opt.Quiet = False,
+    debug: opt.Debug = False,
+) -> None:
+    """Rewrite IN's tensors as --storage sparse or dense into OUT, keeping its snipit metadata;
+    decoding is bit-identical, so OUT loads to the same model."""
+    out = Output(json_mode=json_, quiet=quiet)
+    with error_boundary(debug):
+        result = run_convert(ConvertRequest(source, output, opt.StorageFormat(storage).value, force))
+        out.result(
+            result,
+            f"wrote {result['output']} ({result['encoding']}, {result['encoded_tensors']} of "
+            f"{result['tensors']} tensors encoded): {result['output_size']:,} bytes, "
+            f"{result['size_ratio']:.3f}x of {result['input']}",
+        )
