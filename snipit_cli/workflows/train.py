@@ -362,6 +362,7 @@ class _OneStep:
 
     def __init__(self, data: DatasetData, step: int):
         self.data, self.step, self.n_batches = data, step, data.n_batches
+        self.local_batches = data.local_batches
 
     def batches(self, _round: int):
         return self.data.batches(self.step)
