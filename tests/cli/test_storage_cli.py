@@ -34,7 +34,6 @@ def bits(tensors: dict[str, torch.Tensor]) -> dict[str, bytes]:
 def resnet(tmp_path_factory) -> Path:
     """One 90% sparse resnet18 (magnitude, random init) written both ways, as prune writes them."""
     folder = tmp_path_factory.mktemp("storage")
-    torch.set_num_threads(1)
     run("prune", *RESNET, "-o", folder / "s.safetensors", "-q")
     run("prune", *RESNET, "--storage", "dense", "-o", folder / "d.safetensors", "-q")
     return folder
