@@ -106,23 +106,18 @@ class ProcessGroupSync:
         return out
 
     def agree(self, error: BaseException | None) -> None:
-        mine = torch.zeros(MESSAGE_BYTES + 8, dtype=torch.uint8, device=self.device)
-        if error is not None:
-            mine[:8] = _encode_header(error)
-            text = _message(error).encode()[:MESSAGE_BYTES]
-            mine[8 : 8 + len(text)] = torch.frombuffer(bytearray(text), dtype=torch.uint8).to(self.device)
+        mine = encode_failure(error).to(self.device)
         every = [torch.empty_like(mine) for _ in range(self.world_size)]
         dist.all_gather(every, mine)
-        failed = [r for r, t in enumerate(every) if int(t[0])]
+        failures = [(rank, decode_failure(t.cpu())) for rank, t in enumerate(every)]
+        failed = [(rank, f) for rank, f in failures if f is not None]
         if not failed:
             return
-        first = failed[0]
+        first, (code, message) = failed[0]
         if first == self.rank and error is not None:
             setattr(error, AGREED, True)
             raise error
-        header, body = every[first][:8].cpu(), every[first][8:].cpu()
-        message = bytes(body.tolist()).rstrip(b"\0").decode(errors="replace")
-        raise PeerError(f"rank {first}: {message}", int(header[1]))  # rank ``first`` prints it
+        raise PeerError(f"rank {first}: {message}", code)  # rank ``first`` prints it
 
     def gather_int(self, value: int) -> list[int]:
         mine = torch.tensor([value], dtype=torch.int64, device=self.device)
@@ -141,12 +136,25 @@ def _unflatten(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tenso
     return out
 
 
-def _encode_header(error: BaseException) -> torch.Tensor:
-    """Byte 0: failed; byte 1: the exit code the error asks for (1 for an internal error)."""
-    header = torch.zeros(8, dtype=torch.uint8)
-    header[0] = 1
-    header[1] = int(getattr(error, "exit_code", 1)) & 0xFF
-    return header
+def encode_failure(error: BaseException | None) -> torch.Tensor:
+    """A fixed-size byte record of this rank's outcome, so ranks can all-gather it (no pickle):
+    byte 0 failed, byte 1 the exit code (1 for an internal error), then the UTF-8 message."""
+    record = torch.zeros(MESSAGE_BYTES + 8, dtype=torch.uint8)
+    if error is None:
+        return record
+    record[0] = 1
+    record[1] = int(getattr(error, "exit_code", 1)) & 0xFF
+    text = _message(error).encode()[:MESSAGE_BYTES]
+    record[8 : 8 + len(text)] = torch.tensor(list(text), dtype=torch.uint8)
+    return record
+
+
+def decode_failure(record: torch.Tensor) -> tuple[int, str] | None:
+    """(exit code, message) of a failed rank's record; None when that rank succeeded."""
+    if not int(record[0]):
+        return None
+    message = bytes(record[8:].tolist()).rstrip(b"\0").decode(errors="replace")
+    return int(record[1]), message
 
 
 def _message(error: BaseException) -> str:

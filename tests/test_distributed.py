@@ -23,7 +23,9 @@ from PIL import Image
 
 from snipit_cli import load_model
 from snipit_cli.cli.app import main
+from snipit_cli.errors import DataError, NumericsError
 from snipit_cli.models.checkpoint import read_tensors
+from snipit_cli.parallel import MESSAGE_BYTES, decode_failure, encode_failure
 
 SNIPIT = Path(sysconfig.get_path("scripts")) / "snipit"
 MASK_AGREEMENT = 0.9999  # weights whose kept/pruned state may differ only through summation order
@@ -260,3 +262,20 @@ def test_train_under_torchrun_is_refused_with_what_to_do(monkeypatch, tmp_path, 
     code = _main(monkeypatch, ["train", "snipit:lenet300-100", "--data", "mnist", "--data-root", "x"])
 
     assert code == 2 and "launch it without torchrun" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (None, None),
+        (DataError("shard broken"), (2, "shard broken")),
+        (RuntimeError("boom"), (1, "internal error: RuntimeError: boom")),
+        (DataError(""), (2, "")),  # an empty message still encodes
+        (NumericsError("é" * 5000), (2, ("é" * 2048))),  # cut at 4 KiB, on a character boundary here
+    ],
+)
+def test_a_rank_outcome_travels_as_fixed_size_bytes(error, expected) -> None:
+    record = encode_failure(error)
+
+    assert record.dtype == torch.uint8 and record.numel() == MESSAGE_BYTES + 8
+    assert decode_failure(record) == expected
