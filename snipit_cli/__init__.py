@@ -7,7 +7,7 @@ The public library surface is small: :func:`load_model` reads any checkpoint sni
 from importlib.metadata import PackageNotFoundError, version
 
 try:
-    __version__ = version("snipit")
+    __version__ = version("snipit-cli")  # the distribution; the command is `snipit`
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 

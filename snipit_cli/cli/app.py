@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import signal
 import sys
+from typing import Annotated
 
 import typer
 
+import snipit_cli
 from snipit_cli.cli.convert import EXAMPLES as CONVERT_EXAMPLES
 from snipit_cli.cli.convert import convert
-from snipit_cli.cli.errors import INTERRUPTED, Terminated, report_error
+from snipit_cli.cli.errors import BROKEN_PIPE, INTERRUPTED, Terminated, report_error, silence_stdout
 from snipit_cli.cli.methods import methods
 from snipit_cli.cli.prune import EXAMPLES, prune
 from snipit_cli.cli.report import compare_cmd, report
@@ -31,8 +33,21 @@ app.command("compare")(compare_cmd)
 app.command(epilog=CONVERT_EXAMPLES)(convert)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"snipit {snipit_cli.__version__}\n")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print snipit's version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
     """Prune neural-network checkpoints with SNIP-it (arXiv 2006.00896)."""
 
 
@@ -54,6 +69,9 @@ def main() -> None:
     except typer.TyperException as exc:  # click's usage errors, as Typer re-exports them
         report_error(f"{exc.format_message()} (see snipit --help)")
         sys.exit(getattr(exc, "exit_code", 2))
+    except BrokenPipeError:  # `snipit --help | head -1`: the reader left; so do we, quietly
+        silence_stdout()
+        sys.exit(BROKEN_PIPE)
     except typer.Abort:
         sys.stderr.write("interrupted; no partial output was left behind\n")
         sys.exit(INTERRUPTED)

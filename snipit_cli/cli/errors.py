@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from snipit_cli.pruning.sync import AGREED, PeerError
 
 INTERNAL = 1
 INTERRUPTED = 130  # 128 + SIGINT
+BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell sees from `git log | head`
 
 
 class Terminated(KeyboardInterrupt):
@@ -69,6 +71,9 @@ def error_boundary(debug: bool) -> Iterator[None]:
         if prefix is not None:
             report_error(prefix + str(exc))
         raise typer.Exit(exc.exit_code) from None
+    except BrokenPipeError:
+        silence_stdout()
+        raise typer.Exit(BROKEN_PIPE) from None
     except KeyboardInterrupt as exc:
         if debug:
             raise
@@ -86,3 +91,15 @@ def error_boundary(debug: bool) -> Iterator[None]:
             "(re-run with --debug for the traceback)\n"
         )
         raise typer.Exit(INTERNAL) from None
+
+
+def silence_stdout() -> None:
+    """The reader of stdout went away (``snipit report --json | head -c1``): nothing is wrong, so
+    exit quietly as CLI tools do. stdout now points at /dev/null so the interpreter's final flush
+    of the unwritten buffer cannot raise again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (an in-process runner)
+        pass

@@ -28,9 +28,16 @@ def _num(value: Any) -> str:
     return str(value)
 
 
+def _input(model: dict[str, Any]) -> str:
+    """``3x32x32, 10 classes``: what a model was measured on."""
+    return f"{_shape(model['input_size'])}, {model['num_classes']} classes"
+
+
 def report_tables(doc: dict[str, Any]) -> Tables:
     """Totals (plus eval and latency) and the per-layer table of one report document."""
-    totals = [[key, _num(value)] for key, value in doc["totals"].items()]
+    model = doc["model"]
+    totals = [["input size", _input(model)]]
+    totals += [[key, _num(value)] for key, value in doc["totals"].items()]
     if doc["eval"]:
         totals += [[f"eval {k}", _num(v)] for k, v in doc["eval"].items()]
     if doc["latency"]:
@@ -63,6 +70,7 @@ def compare_tables(doc: dict[str, Any]) -> Tables:
         return cells
 
     rows = [
+        ["input size", *(_input(m["model"]) for m in models)],
         row("params", [m["totals"]["total"] for m in models], "params"),
         row("nonzero", [m["totals"]["nonzero"] for m in models], "nonzero"),
         row("weight sparsity", [m["totals"]["weight_sparsity"] for m in models]),

@@ -1,6 +1,6 @@
 """``--plot``: per-layer sparsity or kept channels, and accuracy/MACs against latency.
 
-matplotlib is an optional extra (``pip install 'snipit[plot]'``); without it ``--plot`` is a
+matplotlib is an optional extra (``pip install 'snipit-cli[plot]'``); without it ``--plot`` is a
 clear error, and nothing else needs it.
 """
 
@@ -20,7 +20,7 @@ def _pyplot():
         matplotlib.use("Agg")  # files only, no display
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'snipit[plot]'") from None
+        raise UsageError("--plot needs matplotlib: pip install 'snipit-cli[plot]'") from None
     return plt
 
 

@@ -14,13 +14,13 @@ from snipit_cli.cli import options as opt
 from snipit_cli.cli.errors import error_boundary
 from snipit_cli.cli.formats import compare_tables, csv_text, markdown, report_tables, rich_tables
 from snipit_cli.cli.output import Output
-from snipit_cli.cli.parsing import parse_input_size, parse_json_object
+from snipit_cli.cli.parsing import data_options as parsed_data_options
+from snipit_cli.cli.parsing import model_options
 from snipit_cli.cli.plots import plot_compare, plot_layers
-from snipit_cli.data.build import DataOptions
-from snipit_cli.data.specs import default_data_root, parse_data_spec
+from snipit_cli.data.specs import parse_data_spec
 from snipit_cli.errors import UsageError
+from snipit_cli.models.arch import LIBRARY_PREFIXES
 from snipit_cli.workflows.describe import DescribeRequest, LatencyOptions, compare, describe
-from snipit_cli.workflows.prune import ModelOptions
 
 
 class Format(StrEnum):
@@ -49,34 +49,33 @@ Plot = Annotated[Path | None, typer.Option(help="Write a PNG chart (needs the pl
 
 
 def _request(
-    spec: str, arch, arch_kwargs, num_classes, trust_pickle, input_size, device,
-    data, data_root, split, batch_size, eval_, eval_batches, latency, latency_batch, repeats, warmup,
+    spec: str, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size, device,
+    data, data_root, split, download, batch_size, mean, std, workers,
+    eval_, eval_batches, latency, latency_batch, repeats, warmup,
 ) -> DescribeRequest:  # fmt: skip
     if eval_batches is not None and eval_batches < 1:
         raise UsageError("--eval-batches must be at least 1")
     if repeats < 1 or warmup < 0:
         raise UsageError("--repeats must be at least 1 and --warmup 0 or more")
-    data_spec = parse_data_spec(data)
     data_options = None
     if eval_:
-        default = 10 if data_spec.kind == "synthetic" else 10**9  # all of a real split
-        data_options = DataOptions(
-            data_spec, data_root or default_data_root(), split, batch_size=batch_size,
-            batches=eval_batches or default,
-        )  # fmt: skip
+        default = 10 if parse_data_spec(data).kind == "synthetic" else 10**9  # all of a real split
+        data_options = parsed_data_options(
+            data, data_root, split, download, batch_size, eval_batches or default, 0, mean, std, workers
+        )
     return DescribeRequest(
-        model=ModelOptions(
-            spec,
-            arch=arch,
-            arch_kwargs=parse_json_object(arch_kwargs, "--arch-kwargs"),
-            num_classes=num_classes,
-            trust_pickle=trust_pickle,
-            input_size=parse_input_size(input_size) if input_size else None,
-        ),  # fmt: skip
+        # --pretrained names library weights; in compare it applies to the library models only.
+        model=model_options(
+            spec, arch, arch_kwargs, num_classes, pretrained and _is_library(spec), trust_pickle, input_size
+        ),
         data=data_options,
         latency=LatencyOptions(latency_batch or [1, 32], repeats, warmup) if latency else None,
         device=device,
     )
+
+
+def _is_library(spec: str) -> bool:
+    return spec.partition(":")[0] in LIBRARY_PREFIXES
 
 
 def _emit(out: Output, doc: dict[str, Any], tables, fmt: Format | None, json_: bool) -> None:
@@ -96,13 +95,18 @@ def report(
     arch: opt.Arch = None,
     arch_kwargs: opt.ArchKwargs = None,
     num_classes: opt.NumClasses = None,
+    pretrained: opt.Pretrained = False,
     trust_pickle: opt.TrustPickle = False,
     input_size: opt.InputSize = None,
     device: opt.Device = "auto",
     data: opt.Data = "synthetic",
     data_root: opt.DataRoot = None,
     split: EvalSplit = "test",
+    download: opt.Download = False,
     batch_size: opt.BatchSize = 64,
+    mean: opt.Mean = None,
+    std: opt.Std = None,
+    workers: opt.Workers = 0,
     eval_: Eval = False,
     eval_batches: EvalBatches = None,
     latency: Latency = False,
@@ -119,8 +123,9 @@ def report(
     out = Output(json_mode=json_)
     with error_boundary(debug):
         request = _request(
-            model, arch, arch_kwargs, num_classes, trust_pickle, input_size, device, data, data_root,
-            split, batch_size, eval_, eval_batches, latency, latency_batch, repeats, warmup,
+            model, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size, device, data,
+            data_root, split, download, batch_size, mean, std, workers, eval_, eval_batches, latency,
+            latency_batch, repeats, warmup,
         )  # fmt: skip
         doc = describe(request)
         if plot:
@@ -133,13 +138,18 @@ def compare_cmd(
     arch: opt.Arch = None,
     arch_kwargs: opt.ArchKwargs = None,
     num_classes: opt.NumClasses = None,
+    pretrained: opt.Pretrained = False,
     trust_pickle: opt.TrustPickle = False,
     input_size: opt.InputSize = None,
     device: opt.Device = "auto",
     data: opt.Data = "synthetic",
     data_root: opt.DataRoot = None,
     split: EvalSplit = "test",
+    download: opt.Download = False,
     batch_size: opt.BatchSize = 64,
+    mean: opt.Mean = None,
+    std: opt.Std = None,
+    workers: opt.Workers = 0,
     eval_: Eval = False,
     eval_batches: EvalBatches = None,
     latency: Latency = False,
@@ -165,13 +175,18 @@ def compare_cmd(
                 arch,
                 arch_kwargs,
                 num_classes,
+                pretrained,
                 trust_pickle,
                 input_size,
                 device,
                 data,
                 data_root,
                 split,
+                download,
                 batch_size,
+                mean,
+                std,
+                workers,
                 eval_,
                 eval_batches,
                 latency,

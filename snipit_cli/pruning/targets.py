@@ -7,7 +7,7 @@ from fnmatch import fnmatchcase
 
 from torch import nn
 
-from snipit_cli.errors import ModelError
+from snipit_cli.errors import ModelError, UsageError
 
 #: Layer types whose ``weight`` is pruned. Biases and norm layers never are.
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (
@@ -52,3 +52,16 @@ def prunable_weights(model: nn.Module, exclude: Sequence[str] = ()) -> dict[str,
             f"the model has no prunable Conv/Linear layer{hint}; check the model or the --exclude patterns"
         )
     return weights
+
+
+def check_exclude(model: nn.Module, exclude: Sequence[str]) -> None:
+    """Refuse an ``--exclude`` pattern that matches no Conv/Linear layer: a typo would otherwise
+    prune the very layer the user meant to keep, silently."""
+    names = list(prunable_layers(model))
+    unmatched = [p for p in exclude if not any(fnmatchcase(n, p) for n in names)]
+    if unmatched:
+        examples = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise UsageError(
+            f"--exclude {unmatched[0]!r} matches no Conv/Linear layer of this model (its layers are "
+            f"named like {examples}; `snipit report MODEL` lists them all); fix or drop the pattern"
+        )

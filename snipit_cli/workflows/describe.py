@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,14 +11,15 @@ from torch import nn
 
 import snipit_cli
 from snipit_cli.data.build import DataOptions, calibration_data, dataset_input_spec, open_dataset
-from snipit_cli.errors import ModelError
+from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.metrics.accuracy import evaluate
 from snipit_cli.metrics.latency import measure_latency
 from snipit_cli.metrics.macs import macs_by_module
 from snipit_cli.metrics.sparsity import layer_rows, param_totals
-from snipit_cli.models.arch import ArchSpec, build_model
-from snipit_cli.models.checkpoint import storage_of
-from snipit_cli.models.input_spec import probe_num_classes
+from snipit_cli.models.arch import LIBRARY_PREFIXES, ArchSpec, build_model
+from snipit_cli.models.checkpoint import read_metadata, storage_of
+from snipit_cli.models.input_spec import InputSpec, probe_num_classes
+from snipit_cli.models.loading import LoadedModel
 from snipit_cli.models.storage import dense_nbytes
 from snipit_cli.workflows.prune import ModelOptions, load, resolve_device, resolve_input_spec
 
@@ -52,10 +54,28 @@ class DescribeRequest:
     data: DataOptions | None = None  # with --eval
     latency: LatencyOptions | None = None
     device: str = "auto"
+    input_from: str | None = None  # where an adopted input size came from (compare)
+
+
+@dataclass
+class _Opened:
+    """A model of ``report``/``compare`` loaded and probed, before anything is measured."""
+
+    request: DescribeRequest
+    loaded: LoadedModel
+    model: nn.Module
+    spec: InputSpec
+    num_classes: int
+    device: torch.device
+    dataset: Any
 
 
 def describe(request: DescribeRequest) -> dict[str, Any]:
     """The report document of one model: layers, totals, and accuracy/latency when asked."""
+    return _measure(_open(request))
+
+
+def _open(request: DescribeRequest) -> _Opened:
     try:
         loaded = load(request.model)
     except ModelError as exc:
@@ -63,8 +83,16 @@ def describe(request: DescribeRequest) -> dict[str, Any]:
     device = resolve_device(request.device)
     dataset = open_dataset(request.data) if request.data else None
     spec = resolve_input_spec(request.model.input_size, loaded, dataset_input_spec(dataset))
+    if request.input_from:
+        spec = replace(spec, source=request.input_from)
     model = loaded.model.eval().to(device)
     num_classes = probe_num_classes(model, spec.size, device)
+    return _Opened(request, loaded, model, spec, num_classes, device, dataset)
+
+
+def _measure(opened: _Opened) -> dict[str, Any]:
+    request, loaded, model, spec = opened.request, opened.loaded, opened.model, opened.spec
+    device, num_classes = opened.device, opened.num_classes
     metadata = loaded.metadata or {}
     dense = _dense_reference(loaded.arch, metadata)
 
@@ -80,6 +108,7 @@ def describe(request: DescribeRequest) -> dict[str, Any]:
         "model": {
             "arch": loaded.arch.to_json() if loaded.arch else None,
             "input_size": list(spec.size),
+            "input_size_from": spec.source,
             "num_classes": num_classes,
         },
         "pruning": {k: metadata[k] for k in PRUNING_KEYS if k in metadata} or None,
@@ -99,7 +128,7 @@ def describe(request: DescribeRequest) -> dict[str, Any]:
         "latency": None,
     }
     if request.data:
-        data = calibration_data(request.data, dataset, spec, num_classes, device)
+        data = calibration_data(request.data, opened.dataset, spec, num_classes, device)
         doc["eval"] = {
             **evaluate(model, data.batches(0)),
             "data": str(request.data.spec),
@@ -122,9 +151,68 @@ def file_figures(file_size: int | None, params: int, dense_size: int) -> dict[st
 
 
 def compare(requests: list[DescribeRequest]) -> dict[str, Any]:
-    """Reports of several models plus ratios of each to the first (the baseline)."""
-    docs = [describe(r) for r in requests]
+    """Reports of several models plus ratios of each to the first (the baseline).
+
+    Ratios only mean something for models fed the same input: a library model given without
+    --input-size/--num-classes takes the ones recorded in a checkpoint being compared, and models
+    that still differ are refused before anything is measured.
+    """
+    opened = [_open(r) for r in _shared_input(requests)]
+    _check_same_input(opened)
+    docs = [_measure(o) for o in opened]
     return {"models": docs, "ratios": [ratios(docs[0], doc) for doc in docs]}
+
+
+def _shared_input(requests: list[DescribeRequest]) -> list[DescribeRequest]:
+    """Library models (``timm:``, ``torchvision:``, ``snipit:``) without an explicit input size or
+    class count adopt those of the first snipit checkpoint among the models."""
+    recorded = next(filter(None, (_recorded_input(r.model.spec) for r in requests)), None)
+    if recorded is None:
+        return requests
+    (size, classes), source = recorded
+    shared = []
+    for r in requests:
+        if r.model.spec.partition(":")[0] not in LIBRARY_PREFIXES:
+            shared.append(r)
+            continue
+        model = r.model
+        if model.input_size is None and size:
+            r = replace(r, input_from=f"as {source}")
+            model = replace(model, input_size=tuple(size))
+        if model.num_classes is None and classes:
+            model = replace(model, num_classes=int(classes))
+        shared.append(replace(r, model=model))
+    return shared
+
+
+def _recorded_input(spec: str) -> tuple[tuple[list[int] | None, int | None], str] | None:
+    """(input size, classes) recorded in a snipit checkpoint's metadata, or None."""
+    path = Path(spec).expanduser()
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    try:
+        model = (read_metadata(path) or {}).get("model") or {}
+    except ModelError:
+        return None  # describe() names the problem when it loads the file
+    if not model.get("input_size"):
+        return None
+    return (model.get("input_size"), model.get("num_classes")), spec
+
+
+def _check_same_input(opened: list[_Opened]) -> None:
+    first = opened[0]
+    for other in opened[1:]:
+        if (other.spec.size, other.num_classes) != (first.spec.size, first.num_classes):
+            raise UsageError(
+                "models compared must take the same input and classes: "
+                f"{_input_text(first)} but {_input_text(other)}; pass --input-size C,H,W "
+                "(and --num-classes N for library models) so every model is measured alike"
+            )
+
+
+def _input_text(opened: _Opened) -> str:
+    size = "x".join(map(str, opened.spec.size))
+    return f"{opened.loaded.source} takes {size} with {opened.num_classes} classes ({opened.spec.source})"
 
 
 def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from snipit_cli.pruning.engine import (
 )
 from snipit_cli.pruning.masks import count_kept
 from snipit_cli.pruning.sync import scored_together
-from snipit_cli.pruning.targets import prunable_weights
+from snipit_cli.pruning.targets import check_exclude, prunable_weights
 from snipit_cli.workflows.structured import StructuredOptions, limit_notes, slim_model, slim_report
 
 #: Report keys that describe the run rather than the checkpoint; the metadata omits them.
@@ -166,6 +166,7 @@ def _prepare(request: PruneRequest, device: torch.device, launch: Launch) -> Set
     schedule = schedule_for(criterion, request.sparsity, request.steps)
     torch.manual_seed(request.seed)  # model initialisation is part of what --seed fixes
     loaded = load(request.model)
+    check_exclude(loaded.model, request.exclude)
     output, report_path = output_paths(request, loaded)
     # Data-free criteria never open the dataset (it need not even exist).
     dataset = open_dataset(request.data) if criterion.needs_data else None

@@ -109,7 +109,7 @@ def test_plot_is_a_real_png(cli, slim_resnet, tmp_path):
 def test_plot_without_matplotlib_is_a_clear_error(cli, sparse_tiny, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if not installed
     result = cli("report", sparse_tiny, "--plot", "x.png")
-    assert result.exit_code == 2 and "pip install 'snipit[plot]'" in result.stderr
+    assert result.exit_code == 2 and "pip install 'snipit-cli[plot]'" in result.stderr
     assert not (tmp_path / "x.png").exists()
 
 
