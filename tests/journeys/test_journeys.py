@@ -28,6 +28,7 @@ BIN = Path(sysconfig.get_path("scripts"))
 PRUNE = "--batches 1 --batch-size 4 --steps 1"
 R18 = "--num-classes 10 --input-size 3,16,16"
 LATENCY = "--repeats 2 --warmup 0 --latency-batch 1"
+L5 = "--epochs 2 --prune-delay 1 --prune-freq 0 --steps 1 --prune-batches 1"
 TORCHRUN_2 = ("--nproc-per-node 4", "--standalone --nproc-per-node 2")
 
 
@@ -121,14 +122,14 @@ JOURNEYS: dict[str, Journey] = {
         Journey("--epochs 1", needs=("pruned.safetensors",)),
     "snipit train snipit:lenet5-caffe --data mnist --data-root ../shared/data/mnist --split test --holdout 0.2 "
     "--epochs 20 --prune-method snip-it --sparsity 0.98 --prune-delay 2 --prune-freq 2 -o l5.safetensors":
-        Journey("--epochs 2 --prune-delay 1 --prune-freq 0 --steps 1 --prune-batches 1"),
+        Journey(L5),
     "snipit train small.safetensors --prune-method snap-it --structured --sparsity 0.5 --data mnist --epochs 8":
         Journey("--epochs 1 --prune-freq 0 --steps 1 --prune-batches 1 --batch-size 8", needs=("small.safetensors",)),
     "snipit train l5.safetensors --resume --epochs 30 -o l5-30.safetensors":
         Journey("--epochs 2", needs=("l5.safetensors",)),
     "snipit train snipit:lenet5-caffe --data mnist --data-root ../shared/data/mnist --split test --holdout 0.2 "
     "--epochs 20 --prune-method snip-it --sparsity 0.98 --prune-delay 2 --prune-freq 2":
-        Journey("--epochs 2 --prune-delay 1 --prune-freq 0 --steps 1 --prune-batches 1"),
+        Journey(L5),
     "snipit train finetuned.safetensors --resume --epochs 40 -o finetuned-40.safetensors":
         Journey("--epochs 2", needs=("finetuned.safetensors",)),
     # epilog: prune
