@@ -70,6 +70,11 @@ class SlimOutcome:
     unit_graph: UnitGraph
     max_rel_diff: float
 
+    @property
+    def group_sizes(self) -> dict[str, int]:
+        """Units of each pruned group before this surgery, by root name."""
+        return {g.root: g.size for g in self.unit_graph.groups}
+
 
 def slim_model(
     model: nn.Module,
