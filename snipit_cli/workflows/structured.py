@@ -1,8 +1,10 @@
 """The structured half of ``snipit prune``: choose units with gates, remove them, prove it.
 
-After surgery the slim model must reproduce the original with the removed units' gates at zero
-(relative max difference <= 1e-4 on a calibration batch, eval mode); otherwise nothing is written
-and the error names the group that breaks it.
+Before scoring, a trial removal on a copy finds the groups the model's own code cannot lose units
+of (a hard-coded ``view``): they are kept dense and named in ``limits.kept_groups``. After surgery
+the slim model must reproduce the original with the removed units' gates at zero (relative max
+difference <= 1e-4 on a calibration batch, eval mode); otherwise nothing is written and the error
+names the group that breaks it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import nn
 
 from snipit_cli.criteria.base import UnitCriterion
 from snipit_cli.data.calibration import CalibrationData
-from snipit_cli.errors import ModelError, UsageError
+from snipit_cli.errors import ModelError, SnipitError, UsageError
 from snipit_cli.metrics.macs import count_macs
 from snipit_cli.metrics.sparsity import count_params
 from snipit_cli.models.arch import ArchSpec, build_model
@@ -28,11 +30,17 @@ from snipit_cli.pruning.structured.engine import Measure, UnitPruneResult, prune
 from snipit_cli.pruning.structured.gates import gates_installed
 from snipit_cli.pruning.structured.groups import UnitGraph, find_unit_groups
 from snipit_cli.pruning.structured.surgery import remove_units
+from snipit_cli.pruning.structured.trials import (
+    TOLERANCE,
+    relative_difference,
+    removal_failure,
+    slim_copy,
+    unremovable_groups,
+)
 from snipit_cli.pruning.sync import LOCAL, Sync, scored_together
 from snipit_cli.pruning.targets import PRUNABLE_TYPES
 
 TARGETS = ("nodes", "params", "macs")
-TOLERANCE = 1e-4
 
 
 @dataclass
@@ -62,6 +70,11 @@ class SlimOutcome:
     unit_graph: UnitGraph
     max_rel_diff: float
 
+    @property
+    def group_sizes(self) -> dict[str, int]:
+        """Units of each pruned group before this surgery, by root name."""
+        return {g.root: g.size for g in self.unit_graph.groups}
+
 
 def slim_model(
     model: nn.Module,
@@ -75,29 +88,72 @@ def slim_model(
     seed: int,
     progress: Progress | None,
     sync: Sync = LOCAL,
+    dense_units: dict[str, int] | None = None,
 ) -> SlimOutcome:
-    """Prune units of ``model`` in place along ``schedule`` and remove them physically."""
+    """Prune units of ``model`` in place along ``schedule`` and remove them physically.
+
+    ``dense_units`` (group root -> units of the dense model) is what ``--min-keep`` is a share
+    of when the model was slimmed before (pruning while training); default: its widths now.
+    """
     device = next(model.parameters()).device
     example = torch.zeros(1, *size, device=device)
     protected = classifier_layers(model, example)
     model.eval()
     unit_graph = find_unit_groups(model, example, protected, exclude)
+    names = _names(model, protected)
+    _keep_unremovable(model, unit_graph, _probe(size, device), names, sync)
     if not unit_graph.groups:
-        raise ModelError("the model has no prunable channel group; check the model or the --exclude patterns")
+        kept = f" (kept whole: {'; '.join(unit_graph.kept[:3])})" if unit_graph.kept else ""
+        raise ModelError(
+            f"the model has no prunable channel group{kept}; check the model or the --exclude patterns"
+        )
     roots = [g.root for g in unit_graph.groups]
-    measure = _measure(model, options.target, example, _names(model, protected), exclude, size, roots)
+    measure = _measure(model, options.target, example, names, exclude, size, roots)
+    bases = [(dense_units or {}).get(g.root, g.size) for g in unit_graph.groups]
     result = prune_units(
         model, unit_graph.groups, criterion, data.batches, schedule, data.local_batches,
-        options.min_keep, measure, seed, progress, options.round_to, sync,
+        options.min_keep, measure, seed, progress, options.round_to, sync, bases,
     )  # fmt: skip
     dense = copy.deepcopy(model)
-    remove_units(model, unit_graph, result.pruned)
-    names = _names(model, protected)
     # Each rank checks on its own first batch; a mismatch on any rank stops all of them.
     diff = scored_together(
-        sync, lambda: check_equivalence(model, dense, unit_graph, result.gates, _first_batch(data), names)
+        sync, lambda: _remove_and_check(model, dense, unit_graph, result, _first_batch(data), names)
     )
     return SlimOutcome(result, dense, record_slim(model, _reference(arch, dense)), unit_graph, diff)
+
+
+def _probe(size: Size, device: torch.device) -> torch.Tensor:
+    """Two fixed random inputs (the same on every rank) for the trial removals."""
+    return torch.randn(2, *size, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def _keep_unremovable(model, unit_graph: UnitGraph, probe, protected, sync: Sync) -> None:
+    """Keep dense (and list in ``unit_graph.kept``) the groups whose removal breaks the model's
+    forward, found by trial removals on a copy before any scoring; all ranks take rank 0's."""
+    found = unremovable_groups(model, unit_graph, probe, protected)
+    flags = torch.tensor([i in found for i in range(len(unit_graph.groups))], dtype=torch.bool)
+    (flags,) = sync.broadcast([flags])
+    groups = unit_graph.groups
+    for i in torch.nonzero(flags).flatten().tolist():
+        reason = found.get(i, "the trial on rank 0 fails")
+        unit_graph.kept.append(f"{groups[i].root} (without one of its units, {reason})")
+    unit_graph.groups = [g for i, g in enumerate(groups) if not flags[i]]
+
+
+def _remove_and_check(model, dense, unit_graph: UnitGraph, result: UnitPruneResult, batch, names) -> float:
+    """Surgery, then the equivalence check; whatever the user's model raises names the group."""
+    try:
+        remove_units(model, unit_graph, result.pruned)
+        return check_equivalence(model, dense, unit_graph, result.gates, batch, names)
+    except SnipitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (the user's forward code can raise anything)
+        first_line = (str(exc).strip().splitlines() or [""])[0][:160]
+        culprit = _first_broken_group(dense, unit_graph, result.gates, batch, names)
+        raise ModelError(
+            f"the slimmed model does not run ({type(exc).__name__}: {first_line}){culprit}; "
+            "nothing was written"
+        ) from exc
 
 
 def _first_batch(data: CalibrationData) -> torch.Tensor:
@@ -137,7 +193,7 @@ def check_equivalence(
         out = slim(batch)
         with gates_installed(dense, unit_graph.groups, gates):
             reference = dense(batch)
-    diff = float((out - reference).abs().max() / reference.abs().max().clamp_min(1e-12))
+    diff = relative_difference(out, reference)
     if not diff <= TOLERANCE:
         culprit = _first_broken_group(dense, unit_graph, gates, batch, protected)
         raise ModelError(
@@ -152,32 +208,13 @@ def _first_broken_group(dense, unit_graph, gates, batch, protected) -> str:
     for i, group in enumerate(unit_graph.groups):
         if bool(gates[i].all()):
             continue
-        trial = _slim_copy(dense, batch[:1], protected, (), {group.root: gates[i]})
-        alone = [torch.ones_like(g) for g in gates]
-        alone[i] = gates[i]
-        with torch.no_grad(), gates_installed(dense, unit_graph.groups, alone):
-            reference = dense(batch)
-        with torch.no_grad():
-            diff = float((trial(batch) - reference).abs().max() / reference.abs().max().clamp_min(1e-12))
-        if diff > TOLERANCE:
+        failure = removal_failure(dense, unit_graph, {i: gates[i]}, batch, protected)
+        if failure is not None:
             return (
-                f": removing channels of {group.root} alone already differs (an op torch-pruning does "
-                f"not model couples them); keep it with --exclude '{group.root}'"
+                f": removing units of {group.root} alone breaks it ({failure}; a width fixed in the model's "
+                f"code, or an op torch-pruning does not model); keep it with --exclude '{group.root}'"
             )
     return ""
-
-
-def _slim_copy(model, example, protected, exclude, gates_by_root: dict[str, torch.Tensor]) -> nn.Module:
-    """A copy of ``model`` with the units whose gate is 0 removed (groups matched by root name)."""
-    trial = copy.deepcopy(model)
-    modules = dict(trial.named_modules())
-    sub = find_unit_groups(trial, example, [modules[n] for n in protected], exclude)
-    pruned = [
-        torch.nonzero(gates_by_root[g.root] == 0).flatten().tolist() if g.root in gates_by_root else []
-        for g in sub.groups
-    ]
-    remove_units(trial, sub, pruned)
-    return trial.eval()
 
 
 def kept_indices(outcome: SlimOutcome, size: Size, exclude: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -194,7 +231,7 @@ def kept_indices(outcome: SlimOutcome, size: Size, exclude: Sequence[str]) -> di
     example = torch.zeros(1, *size, device=device, dtype=torch.float64)
     protected = _names(outcome.dense, classifier_layers(outcome.dense, example.float()))
     gates = {g.root: gate for g, gate in zip(outcome.unit_graph.groups, outcome.result.gates, strict=True)}
-    slim = _slim_copy(shadow, example, protected, exclude, gates)
+    slim = slim_copy(shadow, example, protected, exclude, gates)
     return {name: p.detach().flatten().round().long() for name, p in slim.named_parameters()}
 
 
@@ -230,7 +267,7 @@ def _measure(model, target, example, protected, exclude, size, roots) -> Measure
             gate = torch.ones(max(units, default=0) + 1)
             gate[units] = 0
             gates[root] = gate
-        return 1.0 - count(_slim_copy(model, example, protected, exclude, gates)) / dense_amount
+        return 1.0 - count(slim_copy(model, example, protected, exclude, gates)) / dense_amount
 
     return removed
 

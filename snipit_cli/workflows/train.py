@@ -282,6 +282,8 @@ class _Pruner:
         self.done = run.pruning["events"] if run.pruning else []
         self.held: list[str] = run.pruning.get("collapse_held", []) if run.pruning else []
         self.dense_amount = run.pruning["dense_amount"] if run.pruning else self._amount()
+        # Units per group before the first event: --min-keep is a share of these at every event.
+        self.dense_units: dict[str, int] = (run.pruning or {}).get("dense_units") or {}
         run.pruning = self._doc()
 
     def maybe_prune(self, epoch: int) -> None:
@@ -321,7 +323,9 @@ class _Pruner:
         outcome = slim_model(
             run.model, self.loaded.arch, self.criterion, _OneStep(self.calibration, step), [relative],
             self.size, options.structured, self.request.exclude, self.request.seed + step, None,
+            dense_units=self.dense_units,
         )  # fmt: skip
+        self.dense_units = {**outcome.group_sizes, **self.dense_units}  # the first width seen stays
         kept = kept_indices(outcome, self.size, self.request.exclude)
         shapes = {n: p.shape for n, p in run.model.named_parameters()}
         run.optimizer = make_optimizer(run.model, self.request.optimizer)
@@ -352,6 +356,7 @@ class _Pruner:
             "epochs": self.epochs,
             "events": self.done,
             "dense_amount": self.dense_amount,
+            "dense_units": self.dense_units,
             "collapse_held": self.held,
             "calibration": {"batches": self.options.batches, "batch_size": self.request.data.batch_size},
         }

@@ -89,6 +89,55 @@ def test_weight_methods_are_refused_in_structured_mode_and_vice_versa(cli, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+LENET5 = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class LeNet5(nn.Module):
+    \"\"\"Classic LeNet-5 code: the width after the convs is written into the view.\"\"\"
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 20, 5)
+        self.conv2 = nn.Conv2d(20, 50, 5)
+        self.fc1 = nn.Linear(800, 500)
+        self.fc2 = nn.Linear(500, num_classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = x.view(-1, 800)
+        return self.fc2(F.relu(self.fc1(x)))
+"""
+
+
+def test_a_hard_coded_view_keeps_its_group_dense_and_the_run_goes_on(cli, tmp_path):
+    """conv2's width is fixed by view(-1, 800): a trial before scoring finds it, it stays dense."""
+    (tmp_path / "lenet5.py").write_text(LENET5)
+    namespace: dict = {}
+    exec(LENET5, namespace)
+    torch.manual_seed(0)
+    torch.save(namespace["LeNet5"]().state_dict(), tmp_path / "l5.pt")
+    args = ("l5.pt", "--arch", "lenet5.py:LeNet5", "--structured", "--sparsity", "0.5",
+            "--input-size", "1,28,28", "--batch-size", "2", "--batches", "1", "--steps", "1",
+            "-o", "l5.safetensors", "--json")  # fmt: skip
+    result = cli("prune", *args)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    (kept,) = doc["limits"]["kept_groups"]
+    assert kept.startswith(
+        "conv2 (without one of its units, the forward fails: RuntimeError: shape '[-1, 800]'"
+    )
+    assert f"note: kept whole: {kept}" in result.stderr
+    assert doc["nodes"] == {"dense": 20 + 500, "remaining": 260, "sparsity": 0.5}  # conv2's 50 not counted
+    assert doc["equivalence"]["max_rel_diff"] <= 1e-4
+    slim = load_model(tmp_path / "l5.safetensors", arch=str(tmp_path / "lenet5.py:LeNet5"))
+    assert slim.conv2.out_channels == 50 and slim.fc1.in_features == 800
+    assert slim.conv1.out_channels + slim.fc1.out_features == 260
+    assert slim(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
 class FlippedShortcut(nn.Module):
     """A shortcut that reverses the channel order: an op torch-pruning's graph does not model."""
 
@@ -96,24 +145,62 @@ class FlippedShortcut(nn.Module):
         super().__init__()
         self.a = nn.Conv2d(3, 6, 3, padding=1)
         self.b = nn.Conv2d(6, 6, 3, padding=1)
-        self.head = nn.Linear(6, num_classes)
+        self.hidden = nn.Linear(6, 8)
+        self.head = nn.Linear(8, num_classes)
 
     def forward(self, x):
         x = torch.relu(self.a(x))
         x = torch.relu(self.b(x) + x.flip(1))
-        return self.head(x.mean((2, 3)))
+        return self.head(torch.relu(self.hidden(x.mean((2, 3)))))
 
 
-def test_uncaught_coupling_is_detected_and_nothing_is_written(cli, tmp_path, monkeypatch):
+def test_uncaught_coupling_is_kept_dense_and_named(cli, tmp_path, monkeypatch):
     monkeypatch.setattr("tiny_models.FlippedShortcut", FlippedShortcut, raising=False)
     torch.manual_seed(0)
     torch.save(FlippedShortcut().state_dict(), tmp_path / "flip.pt")
-    before = folder_listing(tmp_path)
     args = ("flip.pt", "--arch", "tiny_models:FlippedShortcut", "--structured", "--sparsity", "0.5",
-            "--input-size", "3,8,8", "--batch-size", "4", "--batches", "1")  # fmt: skip
+            "--input-size", "3,8,8", "--batch-size", "4", "--batches", "1", "--json")  # fmt: skip
+    result = cli("prune", *args)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    (kept,) = doc["limits"]["kept_groups"]
+    assert kept.startswith("b (without one of its units, the output changes (relative difference ")
+    assert doc["nodes"] == {"dense": 8, "remaining": 4, "sparsity": 0.5}
+    slim = load_model(tmp_path / "flip-pruned.safetensors")
+    assert (slim.a.out_channels, slim.b.out_channels, slim.hidden.out_features) == (6, 6, 4)
+
+
+class NeedsSixChannels(nn.Module):
+    """Runs with one channel less (the trial passes) but checks a width the pruning then breaks."""
+
+    def __init__(self, num_classes: int = 3):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.a(x))
+        if x.shape[1] < 6:
+            raise ValueError(f"expected 6 channels or more, got {x.shape[1]}")
+        return self.head(x.mean((2, 3)))
+
+
+def test_an_exception_of_the_slim_model_is_a_one_line_error_naming_the_group(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr("tiny_models.NeedsSixChannels", NeedsSixChannels, raising=False)
+    torch.manual_seed(0)
+    torch.save(NeedsSixChannels().state_dict(), tmp_path / "six.pt")
+    before = folder_listing(tmp_path)
+    args = ("six.pt", "--arch", "tiny_models:NeedsSixChannels", "--structured", "--sparsity", "0.5",
+            "--min-keep", "0", "--input-size", "3,8,8", "--batch-size", "4", "--batches", "1", "--steps", "1",
+            "--quiet")  # fmt: skip
     result = cli("prune", *args)
     assert result.exit_code == 2
-    assert "does not match the gated original" in result.stderr and "--exclude" in result.stderr
+    assert result.stderr == (
+        "error: the slimmed model does not run (ValueError: expected 6 channels or more, got 4): removing "
+        "units of a alone breaks it (the forward fails: ValueError: expected 6 channels or more, got 4; a "
+        "width fixed in the model's code, or an op torch-pruning does not model); keep it with "
+        "--exclude 'a'; nothing was written\n"
+    )
     assert folder_listing(tmp_path) == before
 
 

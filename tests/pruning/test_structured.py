@@ -191,3 +191,37 @@ def test_round_to_keeps_multiples_of_n_channels_and_stays_exact():
     assert outcome.max_rel_diff <= 1e-4  # rounding brought back whole channels: slim == gated
     widths = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert all(w % 8 == 0 for w in widths), widths
+
+
+class FixedWidths(nn.Module):
+    """Five groups; the forward hard-codes the widths of ``c`` (a view) and ``e`` (slices at 4)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 5, 3, padding=1)
+        self.c = nn.Conv2d(5, 6, 3, padding=1)
+        self.d = nn.Linear(6 * 16, 7)
+        self.e = nn.Linear(7, 8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        x = torch.relu(self.c(torch.relu(self.b(torch.relu(self.a(x))))))
+        x = torch.relu(self.d(nn.functional.adaptive_avg_pool2d(x, 4).view(-1, 96)))
+        x = torch.relu(self.e(x))
+        return self.head(torch.cat([x[:, 4:], x[:, :4]], 1))  # a rotation by a fixed 4 channels
+
+
+def test_trial_removals_find_exactly_the_groups_the_forward_cannot_lose_units_of():
+    from snipit_cli.pruning.structured.trials import unremovable_groups
+
+    torch.manual_seed(0)
+    model = FixedWidths().eval()
+    unit_graph = find_unit_groups(model, torch.zeros(1, 3, 8, 8), protected=[model.head])
+    probe = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    found = unremovable_groups(model, unit_graph, probe, ["head"])
+    roots = {unit_graph.groups[i].root: reason for i, reason in found.items()}
+    assert sorted(roots) == ["c", "e"]
+    assert roots["c"].startswith("the forward fails: RuntimeError: shape '[-1, 96]' is invalid")
+    assert roots["e"].startswith("the forward fails: RuntimeError: mat1 and mat2 shapes cannot be multiplied")
+    assert unremovable_groups(_residual(), _graph(_residual()), probe, ["head"]) == {}

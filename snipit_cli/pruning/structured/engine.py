@@ -9,7 +9,7 @@ what remains.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -63,6 +63,7 @@ def prune_units(
     progress: Progress | None = None,
     round_to: int = 1,
     sync: Sync = LOCAL,
+    dense_sizes: Sequence[int] | None = None,
 ) -> UnitPruneResult:
     """Choose units to remove along ``schedule``; ``measure`` (default: node fraction) says how
     much a selection removes, and each step prunes the fewest units that reach its fraction.
@@ -71,11 +72,14 @@ def prune_units(
     scored of the removed ones come back): CPU kernels run channel counts that are multiples of
     the vector width much faster than odd ones, so the slim model turns MACs into speed.
     Under ``torchrun`` (``sync``) the ranks score their shards and all take rank 0's gates.
+    ``dense_sizes`` (default: the groups' sizes now) is what ``min_keep`` is a share of: pruning
+    while training slims the model several times, and each floor stays a share of the dense width.
     """
     progress = progress or NullProgress()
     generator = torch.Generator().manual_seed(seed)
     gates = [torch.ones(g.size) for g in groups]
-    floors = [max(1, math.ceil(min_keep * g.size)) for g in groups]
+    bases = list(dense_sizes) if dense_sizes is not None else [g.size for g in groups]
+    floors = [min(g.size, max(1, math.ceil(min_keep * base))) for g, base in zip(groups, bases, strict=True)]
     result = UnitPruneResult(gates, list(schedule))
     for step, fraction in enumerate(schedule):
         reads = n_batches if criterion.needs_data else 0
@@ -92,9 +96,7 @@ def prune_units(
         gates[:] = sync.broadcast(gates)
         result.achieved_per_step.append(measure(result.pruned) if measure else result.node_sparsity)
         progress.end_step(step, sum(int(g.sum()) for g in gates), result.total_units)
-    result.at_floor = [
-        groups[i].root for i, g in enumerate(gates) if int(g.sum()) <= floors[i] < groups[i].size
-    ]
+    result.at_floor = [groups[i].root for i, g in enumerate(gates) if int(g.sum()) <= floors[i] < bases[i]]
     return result
 
 

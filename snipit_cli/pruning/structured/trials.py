@@ -1,0 +1,120 @@
+"""Trial removals on a copy: does the model's own code survive losing units of a group?
+
+torch-pruning couples the channels it can trace, but a forward pass may still fix a width in
+code (``x.view(-1, 800)`` in classic LeNet-5 code) or mix channels through an op the graph does
+not model (a channel flip). Such a group cannot be removed, only kept dense; a trial on a copy
+finds it before any scoring, so the run keeps it whole instead of failing at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from snipit_cli.pruning.structured.gates import gates_installed
+from snipit_cli.pruning.structured.groups import UnitGraph, find_unit_groups
+from snipit_cli.pruning.structured.surgery import remove_units
+
+#: Largest relative max difference between the slim model and the gated original.
+TOLERANCE = 1e-4
+
+
+def relative_difference(out: torch.Tensor, reference: torch.Tensor) -> float:
+    """Max |out - reference| over max |reference|; infinite when the shapes differ."""
+    if out.shape != reference.shape:
+        return float("inf")
+    diff = float((out - reference).abs().max() / reference.abs().max().clamp_min(1e-12))
+    return diff if diff == diff else float("inf")  # NaN compares unequal to itself
+
+
+def slim_copy(
+    model: nn.Module,
+    example: torch.Tensor,
+    protected: Sequence[str],
+    exclude: Sequence[str],
+    gates_by_root: dict[str, torch.Tensor],
+) -> nn.Module:
+    """A copy of ``model`` with the units whose gate is 0 removed (groups matched by root name).
+
+    The copy shares ``model``'s tensors: torch-pruning's surgery assigns sliced copies and never
+    writes into a tensor, so only the modules are copied (a deep copy of VGG's 500 MB would
+    dominate a trial). Do not train or write into the copy's kept tensors.
+    """
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    trial = copy.deepcopy(model, shared)
+    modules = dict(trial.named_modules())
+    sub = find_unit_groups(trial, example, [modules[n] for n in protected], exclude)
+    pruned = [
+        torch.nonzero(gates_by_root[g.root] == 0).flatten().tolist() if g.root in gates_by_root else []
+        for g in sub.groups
+    ]
+    remove_units(trial, sub, pruned)
+    return trial.eval()
+
+
+def removal_failure(
+    model: nn.Module,
+    unit_graph: UnitGraph,
+    gates: dict[int, torch.Tensor],
+    batch: torch.Tensor,
+    protected: Sequence[str],
+) -> str | None:
+    """Why removing the zero-gated units of groups ``gates`` (by index) from a copy of ``model`` does
+    not reproduce ``model`` with those gates; ``None`` when it does."""
+    groups = unit_graph.groups
+    full = [gates.get(i, torch.ones(g.size)) for i, g in enumerate(groups)]
+    by_root = {groups[i].root: gate for i, gate in gates.items()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            with gates_installed(model, groups, full):
+                reference = model(batch)
+            out = slim_copy(model, batch[:1], protected, (), by_root)(batch)
+    except Exception as exc:  # noqa: BLE001 (whatever the user's forward raises is the finding)
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        return f"the forward fails: {type(exc).__name__}: {first_line[:160]}"
+    diff = relative_difference(out, reference)
+    if diff > TOLERANCE:
+        return f"the output changes (relative difference {diff:.2e})"
+    return None
+
+
+def unremovable_groups(
+    model: nn.Module, unit_graph: UnitGraph, probe: torch.Tensor, protected: Sequence[str]
+) -> dict[int, str]:
+    """Groups (by index) whose removal the model does not survive, with the reason.
+
+    One trial removes the middle unit of every group at once (a slice ``x[:, :k]`` or ``x[:, -k:]``
+    would not notice the loss of the last or the first unit); only when it fails are the groups
+    bisected, so a model that is fine costs one trial and one with k bad groups about
+    2k log2(groups). A failure no single group causes keeps all the groups of that trial whole.
+    """
+    candidates = [i for i, g in enumerate(unit_graph.groups) if g.size > 1]  # size 1 is never cut
+
+    def trial(indices: list[int]) -> str | None:
+        gates = {}
+        for i in indices:
+            gates[i] = torch.ones(unit_graph.groups[i].size)
+            gates[i][unit_graph.groups[i].size // 2] = 0.0
+        return removal_failure(model, unit_graph, gates, probe, protected)
+
+    broken: dict[int, str] = {}
+
+    def bisect(indices: list[int], failure: str | None) -> None:
+        if failure is None:
+            return
+        if len(indices) == 1:
+            broken[indices[0]] = failure
+            return
+        found = len(broken)
+        for half in (indices[: len(indices) // 2], indices[len(indices) // 2 :]):
+            bisect(half, trial(half))
+        if len(broken) == found:  # only the combination fails
+            broken.update({i: f"{failure}, together with the other groups of its trial" for i in indices})
+
+    if candidates:
+        bisect(candidates, trial(candidates))
+    return broken
