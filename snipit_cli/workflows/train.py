@@ -340,14 +340,14 @@ def _data_record(request: TrainRequest) -> dict[str, Any]:
 #: optimizer state fits one optimizer). The other recorded options are defaults the user may override.
 FIXED_ON_RESUME = {"data": "--data", "split": "--split", "holdout": "--holdout", "seed": "--seed"}
 FIXED_ON_RESUME |= {"optimizer": "--optimizer", "prune": "--prune-method and its options"}
+_DATA_KEYS = ("data", "split", "data_root", "batch_size", "holdout", "test_split", "test_data")
 
 
 def _options_view(request: TrainRequest) -> dict[str, Any]:
     """The resumable options of a request, in the record's JSON terms."""
     optimizer = request.optimizer
     return {
-        **{k: v for k, v in _data_record(request).items() if k != "data_root"},
-        "data_root": str(request.data.root.expanduser().resolve()),
+        **_data_record(request),
         "seed": request.seed,
         "optimizer": optimizer.name,
         "lr": optimizer.base_lr,
@@ -371,9 +371,6 @@ def _recorded_view(training: dict[str, Any]) -> dict[str, Any]:
     if "options" in pruning:
         view["prune"] = pruning["options"]
     return view
-
-
-_DATA_KEYS = ("data", "split", "data_root", "batch_size", "holdout", "test_split", "test_data")
 
 
 def _resumed_request(request: TrainRequest, training: dict[str, Any], source: str) -> TrainRequest:
