@@ -13,6 +13,7 @@ from snipit_cli.cli.errors import error_boundary
 from snipit_cli.cli.output import Output
 from snipit_cli.cli.parsing import data_options, model_options
 from snipit_cli.cli.prune import Split, Target, structured_options
+from snipit_cli.data.specs import parse_data_spec
 from snipit_cli.errors import UsageError
 from snipit_cli.parallel import launched
 from snipit_cli.training.optim import OptimizerOptions
@@ -30,8 +31,22 @@ Examples:
   snipit train snipit:lenet5-caffe --data mnist --data-root ../shared/data/mnist --split test --holdout 0.2 \\
       --epochs 20 --prune-method snip-it --sparsity 0.98 --prune-delay 2 --prune-freq 2
 
+  snipit train snipit:small-cnn --arch-kwargs '{"in_chans": 3}' --input-size 3,32,32 \\
+      --data imagefolder:../shared/data/cifar10-train-jpg/train \\
+      --test-data imagefolder:../shared/data/cifar10-test-jpg/test --epochs 5 -o cifar-cnn.safetensors
+
   snipit train finetuned.safetensors --resume --epochs 40 -o finetuned-40.safetensors
 """
+
+#: Parameters --resume takes from the checkpoint when they are not given (see TrainRequest.given).
+RESUMABLE = (
+    "data", "split", "data_root", "batch_size", "holdout", "test_split", "test_data", "seed", "optimizer",
+    "lr", "momentum", "weight_decay", "lr_schedule",
+)  # fmt: skip
+PRUNE_PARAMS = (
+    "prune_method", "sparsity", "prune_delay", "prune_freq", "steps", "structured", "target", "min_keep",
+    "prune_batches", "allow_collapse",
+)  # fmt: skip
 
 
 class Optimizer(StrEnum):
@@ -51,6 +66,7 @@ class TestSplit(StrEnum):
 
 
 def train(
+    ctx: typer.Context,
     model: opt.Model,
     epochs: Annotated[int, typer.Option(help="Epochs to train (the total, with --resume).", **_T)] = 10,
     optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.", **_T)] = Optimizer.sgd,
@@ -69,8 +85,20 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Training batch size.", **_T)] = 128,
     test_split: Annotated[
         TestSplit,
-        typer.Option(help="Split evaluated after every epoch (none: no evaluation).", **_T),
+        typer.Option(
+            help="Split evaluated after every epoch, of --test-data if given, else of --data (none: no "
+            "evaluation); never the images trained on.",
+            **_T,
+        ),
     ] = TestSplit.test,
+    test_data: Annotated[
+        str | None,
+        typer.Option(
+            help="Evaluate on this dataset or folder (same forms as --data) instead of --data.",
+            show_default=False,
+            **_T,
+        ),
+    ] = None,
     holdout: Annotated[
         float | None,
         typer.Option(
@@ -141,14 +169,18 @@ def train(
     input_size: opt.InputSize = None,
     device: opt.Device = "auto",
     data: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="cifar10, cifar100, mnist, fashionmnist, imagefolder:PATH or a folder.",
+            help="Dataset to train on: cifar10, cifar100, mnist, fashionmnist, imagefolder:PATH or a "
+            "folder (required; --resume reuses the recorded one).",
+            show_default=False,
             rich_help_panel="Data",
         ),
-    ] = "synthetic",
+    ] = None,
     data_root: opt.DataRoot = None,
-    split: Annotated[Split, typer.Option(help="Split to train on.", **_D)] = Split.train,
+    split: Annotated[
+        Split, typer.Option(help="Split to train on (an image folder's train/ sub-folder, if any).", **_D)
+    ] = Split.train,
     download: opt.Download = False,
     mean: opt.Mean = None,
     std: opt.Std = None,
@@ -169,10 +201,15 @@ def train(
                 "snipit train runs in one process (data-parallel training is not supported); launch it "
                 "without torchrun — only `snipit prune` scores data-parallel"
             )
+        if data is None and not resume:
+            raise UsageError(
+                "snipit train needs a dataset: pass --data cifar10|cifar100|mnist|fashionmnist|"
+                "imagefolder:PATH"
+            )
         request = TrainRequest(
             model=model_options(model, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size),
             data=data_options(
-                data,
+                data or "synthetic",  # with --resume, replaced by the recorded data
                 data_root,
                 Split(split).value,
                 download,
@@ -189,6 +226,7 @@ def train(
             ),
             test_split=None if TestSplit(test_split) is TestSplit.none else TestSplit(test_split).value,
             holdout=holdout,
+            test_data=parse_data_spec(test_data) if test_data else None,
             prune=_prune_options(
                 prune_method,
                 sparsity,
@@ -209,12 +247,26 @@ def train(
             resume=resume,
             checkpoint_every=checkpoint_every,
             storage=storage.value if storage else None,
+            given=_given(ctx),
         )
         with out.training_progress() as progress:
             result = run_train(request, progress).report
+        for note in result["notes"]:
+            out.note(note)
         last = result["training"]["history"][-1]
         test = f", test top-1 {last['test_top1']:.4f}" if last["test_top1"] is not None else ""
         out.result(result, f"wrote {result['output']} after {last['epoch']} epochs{test}")
+
+
+def _given(ctx: typer.Context) -> frozenset[str]:
+    """The resumable options set on the command line or in --config (not left at their default)."""
+
+    def set_(name: str) -> bool:
+        source = ctx.get_parameter_source(name)  # by name: Typer vendors its own click
+        return source is not None and source.name != "DEFAULT"
+
+    given = {name for name in RESUMABLE if set_(name)}
+    return frozenset(given | ({"prune"} if any(set_(p) for p in PRUNE_PARAMS) else set()))
 
 
 def _prune_options(

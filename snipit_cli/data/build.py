@@ -49,24 +49,47 @@ def open_dataset(options: DataOptions) -> Dataset | None:
 
 
 def dataset_input_spec(dataset: Dataset | None) -> InputSpec | None:
-    """The dataset's native image shape, for models that do not say what they take."""
+    """The dataset's native image shape and customary mean/std, for models that do not say what
+    they take. Size ``()`` when the dataset has no single size; ``source`` then says why."""
     info: DatasetInfo | None = getattr(dataset, "info", None)
-    if info is None or info.size is None:
+    if info is None:
         return None
-    return InputSpec((info.channels, *info.size), info.mean, info.std, f"{info.name} native size")
+    if info.size is None:
+        why = f"{info.name}: {info.size_note}" if info.size_note else f"{info.name} has no single image size"
+        return InputSpec((), info.mean, info.std, why)  # type: ignore[arg-type]
+    height, width = info.size
+    if info.name.startswith("imagefolder:"):
+        source = f"image folder ({height}x{width} images)"
+    else:
+        source = f"{info.name} native size"
+    return InputSpec((info.channels, height, width), info.mean, info.std, source)
 
 
-def model_transform(options: DataOptions, dataset: Dataset, model_input: InputSpec) -> ToModelInput:
-    """Dataset image -> model input; mean/std by precedence: flags, model, dataset custom."""
+def applied_input_spec(options: DataOptions, dataset: Dataset, model_input: InputSpec) -> InputSpec:
+    """``model_input`` with the mean/std the data transform applies, by precedence: --mean/--std,
+    the model's, the dataset's customary ones (what a checkpoint records as its normalisation)."""
     info: DatasetInfo = dataset.info  # type: ignore[attr-defined]
     channels = model_input.size[0]
     mean = options.mean or model_input.mean or info.mean
     std = options.std or model_input.std or info.std
-    return ToModelInput(
+    return InputSpec(
         model_input.size,
         broadcast_channels(mean, channels, "--mean"),
         broadcast_channels(std, channels, "--std"),
+        model_input.source,
     )
+
+
+def model_transform(options: DataOptions, dataset: Dataset, model_input: InputSpec) -> ToModelInput:
+    """Dataset image -> model input, normalised as :func:`applied_input_spec` says."""
+    applied = applied_input_spec(options, dataset, model_input)
+    return ToModelInput(applied.size, applied.mean, applied.std)  # type: ignore[arg-type]
+
+
+def same_images(a: Dataset, b: Dataset) -> bool:
+    """Whether two opened datasets read the same files (e.g. a folder without split sub-folders)."""
+    origin_a, origin_b = getattr(a, "origin", ()), getattr(b, "origin", ())
+    return bool(origin_a) and origin_a == origin_b
 
 
 def calibration_data(

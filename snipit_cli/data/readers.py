@@ -1,13 +1,15 @@
 """Readers for the real on-disk formats: CIFAR pickled batches, MNIST idx, image folders.
 
 Each returns a map-style dataset of ``(uint8 tensor C,H,W, int label)``; only the split that
-is read must be present, so a calibration-only folder works.
+is read must be present, so a calibration-only folder works. Each dataset's ``origin`` names the
+files it read, so two splits that would read the same images can be told apart from two that don't.
 """
 
 from __future__ import annotations
 
 import gzip
 import pickle
+import random
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,13 +36,16 @@ class DatasetInfo:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    size_note: str = ""  # why ``size`` is None, for the error that asks for --input-size
 
 
 class TensorImages(Dataset):
-    """uint8 images (N, C, H, W) and int labels held as tensors."""
+    """uint8 images (N, C, H, W) and int labels held as tensors; ``origin``: the files read."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, info: DatasetInfo):
-        self.images, self.labels, self.info = images, labels, info
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, info: DatasetInfo, origin: tuple[str, ...] = ()
+    ):
+        self.images, self.labels, self.info, self.origin = images, labels, info, origin
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -125,7 +130,8 @@ def read_cifar(name: str, root: Path, split: str, download: bool) -> TensorImage
         data, batch_labels = _cifar_arrays(_unpickle(f), name, layout.label_key, f)
         images.append(torch.from_numpy(data))
         labels.extend(batch_labels)
-    return TensorImages(torch.cat(images), torch.tensor(labels), layout.info)
+    origin = tuple(str(f.resolve()) for f in files)
+    return TensorImages(torch.cat(images), torch.tensor(labels), layout.info, origin)
 
 
 def _cifar_arrays(batch: Any, name: str, label_key: str, path: Path) -> tuple[np.ndarray, list[int]]:
@@ -177,7 +183,7 @@ def read_mnist(name: str, root: Path, split: str, download: bool) -> TensorImage
     y = _read_idx(labels, read_label_file)
     if x.dim() != 3 or len(x) != len(y):
         raise DataError(f"{images} and {labels} do not match: {tuple(x.shape)} images, {len(y)} labels")
-    return TensorImages(x.unsqueeze(1), y.long(), info)
+    return TensorImages(x.unsqueeze(1), y.long(), info, (str(images.resolve()), str(labels.resolve())))
 
 
 def _find_idx(folder: Path, prefix: str, kind: str) -> Path | None:
@@ -204,8 +210,36 @@ def _read_idx(path: Path, reader: Callable[[str], torch.Tensor]) -> torch.Tensor
 # ---------------------------------------------------------------- image folders
 
 
+#: ImageNet's layout: DIR/train, DIR/val, DIR/test hold the splits; test falls back to val.
+SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val")}
+#: Image headers read to find the folder's image size (seeded choice; all if fewer).
+SIZE_SAMPLE = 16
+
+
+def image_folder_split(root: Path, split: str) -> Path:
+    """The folder of ``split`` under ``root``: ``root/train``, ``root/test`` (else ``root/val``);
+    a ``root`` with none of these sub-folders is a single split, read for either."""
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist; check the path in --data")
+    present = [name for name in ("train", "val", "test") if (root / name).is_dir()]
+    if not present:
+        return root
+    for name in SPLIT_FOLDERS[split]:
+        if (root / name).is_dir():
+            return root / name
+    wanted = " or ".join(f"{name}/" for name in SPLIT_FOLDERS[split])
+    raise DataError(
+        f"no {split} split in image folder {root}: it has {', '.join(f'{p}/' for p in present)} but no "
+        f"{wanted}"
+    )
+
+
 class ImageFolderImages(Dataset):
-    """torchvision's ``ImageFolder`` (class per sub-folder), decoded lazily, errors naming the file."""
+    """torchvision's ``ImageFolder`` (class per sub-folder), decoded lazily, errors naming the file.
+
+    The image size is read from the headers of a seeded handful of files: when they agree it is
+    the folder's native size (a model that does not say its input size takes it).
+    """
 
     def __init__(self, root: Path):
         from torchvision.datasets import ImageFolder
@@ -218,7 +252,14 @@ class ImageFolderImages(Dataset):
             raise DataError(
                 f"{root} is not an image folder (one sub-folder per class of images): {exc}"
             ) from exc
-        self.info = DatasetInfo(f"imagefolder:{root}", 3, None, len(self.folder.classes), *IMAGENET_STATS)
+        self.origin = (str(root.resolve()),)
+        self.classes: list[str] = list(self.folder.classes)
+        sizes = _header_sizes([path for path, _ in self.folder.samples])
+        size = next(iter(sizes)) if len(sizes) == 1 else None
+        note = "" if size else _size_note(sizes)
+        self.info = DatasetInfo(
+            f"imagefolder:{root}", 3, size, len(self.classes), *IMAGENET_STATS, size_note=note
+        )
 
     def __len__(self) -> int:
         return len(self.folder)
@@ -233,6 +274,31 @@ class ImageFolderImages(Dataset):
                 return pil_to_tensor(img.convert("RGB")), label
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"cannot decode image {path}: {exc}; remove or replace the file") from exc
+
+
+def _header_sizes(paths: list[str]) -> set[tuple[int, int]]:
+    """(height, width) of a seeded sample of the images, from their headers (no decoding).
+
+    A file that does not open is skipped here: reading it later names it.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    picked = paths if len(paths) <= SIZE_SAMPLE else random.Random(0).sample(paths, SIZE_SAMPLE)
+    sizes = set()
+    for path in picked:
+        try:
+            with Image.open(path) as img:
+                sizes.add((img.height, img.width))
+        except (UnidentifiedImageError, OSError):
+            continue
+    return sizes
+
+
+def _size_note(sizes: set[tuple[int, int]]) -> str:
+    if not sizes:
+        return "none of its sampled images opens"
+    shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
+    return f"its images differ in size ({shown}{', ...' if len(sizes) > 4 else ''}, height x width)"
 
 
 # ---------------------------------------------------------------- download
@@ -256,7 +322,7 @@ def read_dataset(kind: str, root: Path, split: str, download: bool, path: Path |
         return read_mnist(kind, root, split, download)
     if kind == "imagefolder":
         assert path is not None
-        return ImageFolderImages(path)
+        return ImageFolderImages(image_folder_split(path, split))
     raise DataError(f"no reader for dataset kind {kind!r}")
 
 

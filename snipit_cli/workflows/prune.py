@@ -308,7 +308,9 @@ def output_paths(request: PruneRequest, loaded: LoadedModel) -> tuple[Path, Path
 
 
 def resolve_input_spec(explicit: Size | None, loaded: LoadedModel, from_data: InputSpec | None) -> InputSpec:
-    """Input size by precedence: --input-size, checkpoint metadata, model library, dataset."""
+    """Input size by precedence: --input-size, checkpoint metadata, model library, dataset (whose
+    size is ``()`` when its images disagree); mean/std the model's, else the dataset's — what the
+    data transform applies unless --mean/--std say otherwise, so the record shows them."""
     recorded = (loaded.metadata or {}).get("model") or {}
     known = library_input_spec(loaded.model, loaded.arch)
     if recorded.get("input_size"):
@@ -319,14 +321,18 @@ def resolve_input_spec(explicit: Size | None, loaded: LoadedModel, from_data: In
             tuple(std) if std else None,
             "checkpoint metadata",
         )
+    stats = next((s for s in (known, from_data) if s is not None and s.mean and s.std), None)
+    mean, std = (stats.mean, stats.std) if stats else (None, None)
     if explicit is not None:
-        base = known or from_data
-        return InputSpec(explicit, base.mean if base else None, base.std if base else None, "--input-size")
+        return InputSpec(explicit, mean, std, "--input-size")
     if known is not None:
-        return known
-    if from_data is not None:
+        return InputSpec(known.size, mean, std, known.source)
+    if from_data is not None and from_data.size:
         return from_data
-    raise ModelError("cannot tell what input size this model takes; pass --input-size C,H,W (e.g. 3,32,32)")
+    why = f" ({from_data.source})" if from_data is not None else ""
+    raise ModelError(
+        f"cannot tell what input size this model takes{why}; pass --input-size C,H,W (e.g. 3,32,32)"
+    )
 
 
 #: Exact zeros, as a share of the Conv/Linear weights, from which a model counts as pruned. Random

@@ -4,7 +4,8 @@ optionally prune it while it trains (the paper's Algorithm 1), then write a chec
 Pruned weights stay exactly zero (masks are re-applied after every optimizer step); slim models
 keep their shapes; SNAP-it during training shrinks the model between epochs and the optimizer
 state follows the surgery. Training state (optimizer moments, step, history) goes to a
-safetensors side file so ``--resume`` continues where a run stopped.
+safetensors side file so ``--resume`` continues where a run stopped: the checkpoint's ``training``
+block records the data, optimizer and pruning options, which a resumed run reuses.
 """
 
 from __future__ import annotations
@@ -22,10 +23,18 @@ from torch import nn
 
 import snipit_cli
 from snipit_cli.criteria import create_criterion
-from snipit_cli.data.build import DataOptions, dataset_input_spec, model_transform, open_dataset
+from snipit_cli.data.build import (
+    DataOptions,
+    applied_input_spec,
+    dataset_input_spec,
+    model_transform,
+    open_dataset,
+    same_images,
+)
 from snipit_cli.data.calibration import DatasetData
+from snipit_cli.data.specs import DataSpec, parse_data_spec
 from snipit_cli.data.training import EpochData, holdout_split, model_inputs
-from snipit_cli.errors import ModelError, UsageError
+from snipit_cli.errors import DataError, ModelError, UsageError
 from snipit_cli.fileio import check_writable, write_all_atomic
 from snipit_cli.metrics.accuracy import evaluate
 from snipit_cli.metrics.macs import count_macs
@@ -81,6 +90,12 @@ class PruneWhileTraining:
         if self.delay < 0 or self.freq < 0:
             raise UsageError("--prune-delay and --prune-freq must be 0 or more")
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> PruneWhileTraining:
+        """The options as ``asdict`` wrote them into a checkpoint's pruning record."""
+        structured = doc.get("structured")
+        return cls(**{**doc, "structured": StructuredOptions(**structured) if structured else None})
+
 
 @dataclass
 class TrainRequest:
@@ -90,8 +105,9 @@ class TrainRequest:
     data: DataOptions  # split/batch size of the training data; .batches = calibration batches
     epochs: int
     optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
-    test_split: str | None = "test"
+    test_split: str | None = "test"  # of test_data if given, else of data; None: no evaluation
     holdout: float | None = None
+    test_data: DataSpec | None = None
     prune: PruneWhileTraining | None = None
     exclude: list[str] = field(default_factory=list)
     seed: int = 0
@@ -101,12 +117,21 @@ class TrainRequest:
     resume: bool = False
     checkpoint_every: int = 0  # 0: only at the end, so an interrupted run leaves no output
     storage: Storage | None = None  # default: sparse when the model has pruned (zero) weights
+    # Options the user set; with --resume the others come from the checkpoint. None: all of them.
+    given: frozenset[str] | None = None
+    # prune --finetune-epochs: with no test split apart from the training images, train unevaluated
+    # (saying so in a note) rather than refuse.
+    lenient_test: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
         if self.checkpoint_every < 0:
             raise UsageError("--checkpoint-every must be 0 (only at the end) or more")
+        if self.test_data is not None and self.holdout is not None:
+            raise UsageError("--test-data and --holdout both say what to evaluate on; pass one of them")
+        if self.test_data is not None and self.test_split is None:
+            raise UsageError("--test-data is evaluated on its --test-split; drop --test-split none")
 
 
 @dataclass
@@ -150,6 +175,8 @@ def run_train(
     loaded = loaded or load(request.model)
     output, state_file = _output_paths(request, loaded)
     resumed = _read_resume(request, loaded)
+    if resumed:
+        request = _resumed_request(request, resumed, loaded.source)
     device = resolve_device(request.device)
 
     if request.data.spec.kind == "synthetic":
@@ -158,7 +185,8 @@ def run_train(
     model_input = resolve_input_spec(request.model.input_size, loaded, dataset_input_spec(dataset))
     model = loaded.model.to(device)
     num_classes = probe_num_classes(model, model_input.size, device)
-    train_data, test_data, data_doc = _datasets(request, dataset, model_input, num_classes, device)
+    model_input = applied_input_spec(request.data, dataset, model_input)
+    train_data, test_data, data_doc, notes = _datasets(request, dataset, model_input, num_classes, device)
 
     weights = prunable_weights(model, request.exclude)
     masks = current_masks(weights)
@@ -205,6 +233,7 @@ def run_train(
         "state": str(state_file),
         "device": str(device),
         "storage": resolve_storage(request.storage, run.model),
+        "notes": notes,
         "seconds": round(time.perf_counter() - started, 3),
     }
     return TrainOutcome(run.model, report)
@@ -227,25 +256,181 @@ def finetune(
 
 
 def _datasets(request, dataset, model_input: InputSpec, num_classes: int, device):
-    """Training and evaluation sets as model inputs, and how they were made (for the record)."""
+    """Training and evaluation sets as model inputs, how they were made (for the record and for
+    --resume), and notes."""
     transform = model_transform(request.data, dataset, model_input)
     train = model_inputs(dataset, transform)
-    test = None
-    doc: dict[str, Any] = {"data": str(request.data.spec), "split": request.data.split}
+    test, notes = None, []
+    doc = _data_record(request)
+    test_spec = request.test_data or request.data.spec
     if request.holdout is not None:
         train, test = holdout_split(train, request.holdout, request.data.seed)
         doc["test"] = f"{request.holdout} of {request.data.split}, held out (seed {request.data.seed})"
     elif request.test_split:
-        test_options = DataOptions(**{**asdict(request.data), "split": request.test_split})
-        test = model_inputs(open_dataset(test_options), transform)
-        doc["test"] = f"{request.test_split} split"
+        opened = _open_test(request, dataset, notes)
+        if opened is not None:
+            test = model_inputs(opened, transform)
+            of = f" of {request.test_data}" if request.test_data else ""
+            doc["test"] = f"{request.test_split} split{of}"
     doc["train_samples"] = len(train)
     doc["test_samples"] = len(test) if test is not None else 0
     common = dict(batch_size=request.data.batch_size, seed=request.data.seed, device=device)
-    common.update(num_classes=num_classes, workers=request.data.workers, name=str(request.data.spec))
-    train_data = EpochData(train, shuffle=True, **common)
-    test_data = EpochData(test, shuffle=False, **common) if test is not None else None
-    return train_data, test_data, doc
+    common.update(num_classes=num_classes, workers=request.data.workers)
+    train_data = EpochData(train, shuffle=True, name=str(request.data.spec), **common)
+    test_data = EpochData(test, shuffle=False, name=str(test_spec), **common) if test is not None else None
+    return train_data, test_data, doc, notes
+
+
+def _open_test(request: TrainRequest, trained_on, notes: list[str]):
+    """The evaluation set: --test-split of --test-data (else of --data), never the training images.
+
+    With ``lenient_test`` a missing or same-as-training split leaves the run unevaluated, with a note.
+    """
+    spec, split = request.test_data or request.data.spec, request.test_split
+    assert split is not None
+    try:
+        test = open_dataset(replace(request.data, spec=spec, split=split))
+    except DataError as exc:
+        if request.lenient_test:
+            notes.append(f"not evaluated: {exc}")
+            return None
+        hint = "" if request.test_data else "; to evaluate on other data pass --test-data SPEC, --holdout F"
+        raise DataError(f"{exc}{hint}{' or --test-split none' if hint else ''}") from exc
+    if same_images(test, trained_on):
+        problem = f"evaluating on the {split} split of {spec} would reuse the training images"
+        if spec.kind == "imagefolder":
+            problem += ": a folder without train/ and test/ (or val/) sub-folders is a single split"
+        else:
+            problem += f" ({test.origin[0]})"
+        if request.lenient_test:
+            notes.append(f"not evaluated: {problem}")
+            return None
+        raise UsageError(f"{problem}; pass --test-data SPEC, --holdout F or --test-split none")
+    trained_classes, test_classes = getattr(trained_on, "classes", None), getattr(test, "classes", None)
+    if trained_classes and test_classes and trained_classes != test_classes:
+        raise DataError(
+            f"the class folders of {spec} ({split}) differ from those trained on: "
+            f"{', '.join(test_classes[:5])} vs {', '.join(trained_classes[:5])}; labels would not match"
+        )
+    return test
+
+
+def _spec_text(spec: DataSpec) -> str:
+    """A data spec as recorded: image folders by absolute path, so --resume finds them anywhere."""
+    return f"imagefolder:{spec.path.resolve()}" if spec.kind == "imagefolder" and spec.path else str(spec)
+
+
+def _data_record(request: TrainRequest) -> dict[str, Any]:
+    """The data options of a run, as the checkpoint records them (what --resume reuses)."""
+    data = request.data
+    return {
+        "data": _spec_text(data.spec),
+        "split": data.split,
+        "data_root": str(data.root.expanduser().resolve()),
+        "batch_size": data.batch_size,
+        "holdout": request.holdout,
+        "test_split": request.test_split,
+        "test_data": _spec_text(request.test_data) if request.test_data else None,
+    }
+
+
+# ---------------------------------------------------------------- resume
+
+#: Options a resumed run must share with the recorded one: they decide what it trains on (and the
+#: optimizer state fits one optimizer). The other recorded options are defaults the user may override.
+FIXED_ON_RESUME = {"data": "--data", "split": "--split", "holdout": "--holdout", "seed": "--seed"}
+FIXED_ON_RESUME |= {"optimizer": "--optimizer", "prune": "--prune-method and its options"}
+_DATA_KEYS = ("data", "split", "data_root", "batch_size", "holdout", "test_split", "test_data")
+
+
+def _options_view(request: TrainRequest) -> dict[str, Any]:
+    """The resumable options of a request, in the record's JSON terms."""
+    optimizer = request.optimizer
+    return {
+        **_data_record(request),
+        "seed": request.seed,
+        "optimizer": optimizer.name,
+        "lr": optimizer.base_lr,
+        "momentum": optimizer.momentum,
+        "weight_decay": optimizer.weight_decay,
+        "lr_schedule": optimizer.lr_schedule,
+        "prune": asdict(request.prune) if request.prune else None,
+    }
+
+
+def _recorded_view(training: dict[str, Any]) -> dict[str, Any]:
+    """The same options as the checkpoint's training block recorded them (older files: fewer)."""
+    view = {k: v for k, v in (training.get("data") or {}).items() if k in _DATA_KEYS}
+    optimizer = training.get("optimizer") or {}
+    view |= {k: optimizer[k] for k in ("lr", "momentum", "weight_decay", "lr_schedule") if k in optimizer}
+    if "name" in optimizer:
+        view["optimizer"] = optimizer["name"]
+    if "seed" in training:
+        view["seed"] = training["seed"]
+    pruning = training.get("pruning") or {}
+    if "options" in pruning:
+        view["prune"] = pruning["options"]
+    return view
+
+
+def _resumed_request(request: TrainRequest, training: dict[str, Any], source: str) -> TrainRequest:
+    """``request`` with the options the user did not set taken from the record; refuses a set one
+    that would change what the run trains on."""
+    current, recorded = _options_view(request), _recorded_view(training)
+    given = set(current) if request.given is None else set(request.given)
+    for name, flag in FIXED_ON_RESUME.items():
+        if name not in given or name not in recorded:
+            continue
+        if _comparable(name, current[name]) != _comparable(name, recorded[name]):
+            raise UsageError(
+                f"{source} was trained with {flag} {_shown(recorded[name])}, not {_shown(current[name])}; "
+                f"--resume continues that run: drop {flag.split()[0]} (or train afresh without --resume)"
+            )
+    take = {name: value for name, value in recorded.items() if name not in given}
+    return _with_options(request, take)
+
+
+def _comparable(name: str, value: Any) -> Any:
+    if name == "data" and value is not None:
+        return _spec_text(parse_data_spec(value))
+    return json.loads(json.dumps(value))  # tuples and lists alike, as the record has them
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value) if not isinstance(value, dict) else json.dumps(value)
+
+
+def _with_options(request: TrainRequest, values: dict[str, Any]) -> TrainRequest:
+    """``request`` with recorded option values (``_options_view`` names) put in."""
+    data, optimizer = request.data, request.optimizer
+    data = replace(
+        data,
+        spec=parse_data_spec(values["data"]) if "data" in values else data.spec,
+        split=values.get("split", data.split),
+        root=Path(values["data_root"]) if "data_root" in values else data.root,
+        batch_size=values.get("batch_size", data.batch_size),
+        seed=values.get("seed", data.seed),
+    )
+    optimizer = replace(
+        optimizer,
+        name=values.get("optimizer", optimizer.name),
+        lr=values.get("lr", optimizer.lr),
+        momentum=values.get("momentum", optimizer.momentum),
+        weight_decay=values.get("weight_decay", optimizer.weight_decay),
+        lr_schedule=values.get("lr_schedule", optimizer.lr_schedule),
+    )
+    test_data = values.get("test_data", _spec_text(request.test_data) if request.test_data else None)
+    prune = values.get("prune", asdict(request.prune) if request.prune else None)
+    return replace(
+        request,
+        data=data,
+        optimizer=optimizer,
+        holdout=values.get("holdout", request.holdout),
+        test_split=values.get("test_split", request.test_split),
+        test_data=parse_data_spec(test_data) if test_data else None,
+        seed=values.get("seed", request.seed),
+        prune=PruneWhileTraining.from_json(prune) if prune else None,
+    )
 
 
 # ---------------------------------------------------------------- pruning while training
@@ -359,6 +544,7 @@ class _Pruner:
             "dense_units": self.dense_units,
             "collapse_held": self.held,
             "calibration": {"batches": self.options.batches, "batch_size": self.request.data.batch_size},
+            "options": asdict(self.options),
         }
 
 
@@ -411,6 +597,8 @@ def _document(metadata, loaded, model_input, num_classes, request, run: _Run, da
     doc = dict(metadata)
     doc["snipit_version"] = snipit_cli.__version__
     doc.setdefault("model", model_document(loaded, model_input, num_classes, request.model.pretrained))
+    # the normalisation this run applied (an input checkpoint may have recorded none)
+    doc["model"] = {**doc["model"], "mean": list(model_input.mean), "std": list(model_input.std)}
     if run.slim:
         doc["slim"] = run.slim
     if run.pruning:

@@ -11,9 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from snipit_cli.data.build import DataOptions, dataset_input_spec, open_dataset
-from snipit_cli.data.readers import ImageFolderImages, read_cifar, read_dataset, read_mnist
+from snipit_cli.data.readers import (
+    IMAGENET_STATS,
+    ImageFolderImages,
+    image_folder_split,
+    read_cifar,
+    read_dataset,
+    read_mnist,
+)
 from snipit_cli.data.specs import DataSpec
 from snipit_cli.errors import DataError, UsageError
 
@@ -370,7 +378,8 @@ def test_image_folder_labels_follow_sorted_class_names(image_folder) -> None:
     ds = read_dataset("imagefolder", root, "train", download=False, path=root)
 
     assert ds.folder.classes == ["ant", "cat", "dog"]
-    assert ds.info.num_classes == 3 and ds.info.channels == 3 and ds.info.size is None
+    assert ds.info.num_classes == 3 and ds.info.channels == 3
+    assert ds.info.size == (10, 12)  # every image is 12 wide, 10 high (read from the PNG headers)
     assert [ds[i][1] for i in range(len(ds))] == [0, 0, 1, 2]
     ant_rgb, ant_grey, cat, dog = (ds[i][0] for i in range(4))
     for image, name in ((ant_rgb, "ant/0.png"), (cat, "cat/0.png"), (dog, "dog/0.png")):
@@ -454,10 +463,43 @@ def test_dataset_input_spec_is_the_native_shape(tmp_path: Path, make_mnist, imag
     folder = open_dataset(DataOptions(DataSpec("imagefolder", root), tmp_path))
 
     spec = dataset_input_spec(mnist)
+    images = dataset_input_spec(folder)
 
-    assert spec.size == (1, 28, 28)
+    assert spec.size == (1, 28, 28) and spec.source == "mnist native size"
     assert spec.mean == (0.1307,) and spec.std == (0.3081,)
-    assert dataset_input_spec(folder) is None  # image folders have no native size
+    assert images.size == (3, 10, 12) and images.source == "image folder (10x12 images)"
+    assert (images.mean, images.std) == IMAGENET_STATS
+
+
+def test_image_folder_of_mixed_sizes_has_no_size_and_says_why(image_folder) -> None:
+    root, _ = image_folder
+    Image.fromarray(np.zeros((7, 9, 3), np.uint8)).save(root / "cat" / "small.png")
+
+    spec = dataset_input_spec(ImageFolderImages(root))
+
+    assert spec.size == ()
+    assert spec.source.endswith("its images differ in size (7x9, 10x12, height x width)")
+
+
+def test_image_folder_splits_follow_the_imagenet_layout(tmp_path: Path) -> None:
+    for split in ("train", "val"):
+        (tmp_path / "ds" / split / "a").mkdir(parents=True)
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "ds" / split / "a" / "0.png")
+
+    assert image_folder_split(tmp_path / "ds", "train") == tmp_path / "ds" / "train"
+    assert image_folder_split(tmp_path / "ds", "test") == tmp_path / "ds" / "val"  # no test/: val/
+    (tmp_path / "ds" / "test").mkdir()
+    assert image_folder_split(tmp_path / "ds", "test") == tmp_path / "ds" / "test"
+    assert image_folder_split(tmp_path / "ds" / "train", "test") == tmp_path / "ds" / "train"  # no splits
+    ds = read_dataset("imagefolder", tmp_path, "train", download=False, path=tmp_path / "ds")
+    assert ds.origin == (str((tmp_path / "ds" / "train").resolve()),) and ds.folder.classes == ["a"]
+
+
+def test_image_folder_without_the_split_asked_for(tmp_path: Path) -> None:
+    (tmp_path / "ds" / "test" / "a").mkdir(parents=True)
+
+    with pytest.raises(DataError, match=r"no train split in image folder .*ds: it has test/ but no train/"):
+        image_folder_split(tmp_path / "ds", "train")
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
