@@ -13,7 +13,13 @@ from torch import nn
 
 import snipit_cli
 from snipit_cli.criteria import Criterion, UnitCriterion, create_criterion
-from snipit_cli.data.build import DataOptions, calibration_data, dataset_input_spec, open_dataset
+from snipit_cli.data.build import (
+    DataOptions,
+    applied_input_spec,
+    calibration_data,
+    dataset_input_spec,
+    open_dataset,
+)
 from snipit_cli.data.calibration import CalibrationData
 from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.fileio import check_writable, write_all_atomic
@@ -173,6 +179,8 @@ def _prepare(request: PruneRequest, device: torch.device, launch: Launch) -> Set
     model_input = resolve_input_spec(request.model.input_size, loaded, dataset_input_spec(dataset))
     model = loaded.model.to(device)
     num_classes = probe_num_classes(model, model_input.size, device)
+    if dataset is not None:  # record the normalisation the data really gets (--mean/--std included)
+        model_input = applied_input_spec(request.data, dataset, model_input)
     data = calibration_data(
         request.data, dataset, model_input, num_classes, device, launch.rank, launch.world_size
     )

@@ -117,3 +117,13 @@ def test_report_eval_applies_mean_and_std(cli, tmp_path):
                              "--json").stdout)["eval"]  # fmt: skip
     assert default["loss"] != pytest.approx(got["loss"], rel=1e-3)  # the flags changed what was fed
     assert torch.get_num_threads() == 1
+
+
+def test_prune_records_the_normalisation_it_applied(cli, tmp_path):
+    root = write_learnable_mnist(tmp_path / "mnist", 40)
+    data = ("--data", "mnist", "--data-root", root, "--split", "test", "--batches", "1", "--steps", "1")
+    flags = json.loads(cli("prune", "snipit:lenet300-100", *data, "--mean", "0.5", "--std", "0.25",
+                           "-o", "a.safetensors", "--json").stdout)  # fmt: skip
+    assert flags["model"]["mean"] == [0.5] and flags["model"]["std"] == [0.25]
+    customary = json.loads(cli("prune", "snipit:lenet300-100", *data, "-o", "b.safetensors", "--json").stdout)
+    assert customary["model"]["mean"] == [0.1307] and customary["model"]["std"] == [0.3081]  # MNIST's own
