@@ -130,6 +130,8 @@ JOURNEYS: dict[str, Journey] = {
     "snipit train snipit:lenet5-caffe --data mnist --data-root ../shared/data/mnist --split test --holdout 0.2 "
     "--epochs 20 --prune-method snip-it --sparsity 0.98 --prune-delay 2 --prune-freq 2":
         Journey(L5),
+    "snipit train snipit:small-cnn --arch-kwargs '{\"in_chans\": 3}' --input-size 3,32,32 --data imagefolder:../shared/data/cifar10-train-jpg/train --test-data imagefolder:../shared/data/cifar10-test-jpg/test --epochs 5 -o cifar-cnn.safetensors":
+        Journey("--arch-kwargs '{\"in_chans\": 3, \"width\": 4}' --epochs 1 --batch-size 8"),
     "snipit train finetuned.safetensors --resume --epochs 40 -o finetuned-40.safetensors":
         Journey("--epochs 2", needs=("finetuned.safetensors",)),
     # epilog: prune

@@ -6,6 +6,7 @@ Layout (``ROOT``)::
     home/data/cifar-10-batches-py/     ~/data of the prune epilog (train + test batches)
     data-root/                          $SNIPIT_DATA: cifar-10-batches-py/, MNIST/raw/ (both splits)
     shared/data/mnist/MNIST/raw/        like ../shared/data/mnist: the MNIST *test* split only
+    shared/data/cifar10-{train,test}-jpg/  like ../shared/data: CIFAR-10 as JPEG class folders
     images/val/<class>/*.jpg            an ImageNet-style validation folder (JPEG)
     work/                               the cwd: mynet.py, model.pt, sample_configs/, checkpoints
 """
@@ -95,6 +96,9 @@ def write_datasets(root: Path) -> None:
     write_mnist(root / "data-root" / "MNIST" / "raw", ("train", "test"))
     write_mnist(root / "shared" / "data" / "mnist" / "MNIST" / "raw", ("test",), n=64, seed=2)
     write_jpeg_folder(root / "images" / "val")
+    # like ../shared/data's CIFAR-10 JPEG export: a train and a test folder, one sub-folder per class
+    write_jpeg_folder(root / "shared" / "data" / "cifar10-train-jpg" / "train", classes=10, per_class=2)
+    write_jpeg_folder(root / "shared" / "data" / "cifar10-test-jpg" / "test", classes=10, per_class=1, seed=1)
 
 
 def write_user_files(work: Path) -> None:
