@@ -9,6 +9,7 @@ layouts (BatchNorm files from before PyTorch 0.4.1 have no ``num_batches_tracked
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pickle
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -20,7 +21,8 @@ from torch import nn
 
 from snipit_cli.errors import ModelError, UnsafeCheckpointError
 
-PICKLE_SUFFIXES = (".pt", ".pth", ".th", ".bin", ".ckpt")
+#: ``.tar``: timm's training scripts write ``checkpoint-N.pth.tar``; ``.ckpt``: Lightning.
+PICKLE_SUFFIXES = (".pt", ".pth", ".th", ".bin", ".ckpt", ".tar")
 #: Where training scripts put the weights (Lightning and timm: ``state_dict``), in the order tried.
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 #: EMA weights (timm's train.py, ultralytics): used only when a file holds no plain weights, as
@@ -37,8 +39,9 @@ def read_torch_file(path: Path, trust_pickle: bool = False) -> Any:
     ``_torch_load``, ``argparse.Namespace`` (the ``args`` of timm's training checkpoints) is allowed:
     unpickling it only fills an attribute dict.
     """
+    allowed = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with allowed([argparse.Namespace]) if allowed else contextlib.nullcontext():
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not trust_pickle:
@@ -60,7 +63,9 @@ def extract_state_dict(obj: Any, path: Path) -> State:
     ``{"model": ...}`` and the like, with the module versions (``_metadata``) torch saved."""
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
-    while isinstance(obj, Mapping) and not _is_tensor_dict(obj):
+    # A state_dict's values are tensors: a mapping under a wrapper key is the wrapped one, even
+    # beside a few tensors of the training script's own (``{"model": ..., "best_acc": tensor}``).
+    while isinstance(obj, Mapping):
         inner = _weights_entry(obj)
         if inner is None:
             break

@@ -139,7 +139,7 @@ def test_a_timm_training_checkpoint_uses_its_plain_weights(cli, tmp_path):
         "state_dict_ema": ema.state_dict(),
         "metric": 71.5,
     }
-    path = tmp_path / "last.pth"
+    path = tmp_path / "model_best.pth.tar"  # the name timm's CheckpointSaver gives it
     torch.save(checkpoint, path)
     _assert_values_of(_prune(cli, path), plain.state_dict())
 
@@ -150,6 +150,13 @@ def test_ema_weights_load_when_they_are_all_there_is(cli, tmp_path, key):
     path = tmp_path / "ema.pth"
     torch.save({key: ema.state_dict(), "epoch": 10}, path)
     _assert_values_of(_prune(cli, path), ema.state_dict())
+
+
+def test_weights_beside_the_scripts_own_tensors_load(cli, tmp_path):
+    model = _trained()
+    path = tmp_path / "best.pt"
+    torch.save({"model": model.state_dict(), "best_acc": torch.tensor(0.91), "step": torch.tensor(40)}, path)
+    _assert_values_of(_prune(cli, path), model.state_dict())
 
 
 def test_compiled_and_data_parallel_models_load(cli, tmp_path):
