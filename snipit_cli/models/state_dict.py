@@ -126,21 +126,30 @@ def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], what: st
         loadable = _keeping_metadata(state, {k: v for k, v in state.items() if k not in wrong})
         result = model.load_state_dict(loadable, strict=False)
     except (RuntimeError, ValueError) as exc:  # a module's own loading code refusing the file
-        raise ModelError(f"{what} does not load into the architecture: {_load_error(exc)}") from exc
+        hint = (
+            ""
+            if hasattr(state, "_metadata")
+            else " (the file records no module versions: save model.state_dict() as it is)"
+        )
+        raise ModelError(f"{what} does not load into the architecture: {_load_error(exc)}{hint}") from exc
     tied = _tied_aliases(expected)
     missing = [k for k in result.missing_keys if k not in wrong and not tied.get(k, set()) & state.keys()]
+    if wrong or missing or result.unexpected_keys:
+        raise _mismatch(what, list(wrong.values()), missing, result.unexpected_keys)
+
+
+def _mismatch(what: str, wrong: list[str], missing: list[str], unexpected: list[str]) -> ModelError:
     parts = []
     if wrong:
-        parts.append(f"shape mismatch (file vs model): {_first(list(wrong.values()))}")
+        parts.append(f"shape mismatch (file vs model): {_first(wrong)}")
     if missing:
         parts.append(f"missing in file: {_first(missing)}")
-    if result.unexpected_keys:
-        parts.append(f"not in model: {_first(result.unexpected_keys)}")
-    if parts:
-        raise ModelError(
-            f"{what} does not fit the architecture: {'; '.join(parts)}. Check --arch, "
-            "--arch-kwargs and --num-classes"
-        )
+    if unexpected:
+        parts.append(f"not in model: {_first(unexpected)}")
+    return ModelError(
+        f"{what} does not fit the architecture: {'; '.join(parts)}. Check --arch, "
+        "--arch-kwargs and --num-classes"
+    )
 
 
 def align_keys(state: Mapping[str, Any], expected: Any) -> State:

@@ -98,6 +98,17 @@ def test_a_shape_mismatch_is_one_line(cli, tmp_path):
     assert "shape mismatch (file vs model): head.weight (9, 8) vs (5, 8), head.bias (9,) vs (5,)" in line
 
 
+def test_a_module_refusing_a_file_without_versions_is_one_line(cli, tmp_path):
+    import torchvision
+
+    path = tmp_path / "plain.pt"
+    torch.save(dict(torchvision.models.mnasnet0_5(num_classes=4).state_dict()), path)  # no _metadata
+    result = cli("prune", path, "--arch", "torchvision:mnasnet0_5", "--num-classes", "4", *SMALL, "-q")
+    assert result.exit_code == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert "version should be set to 1 or 2 instead of None (the file records no module versions" in line
+
+
 @pytest.mark.parametrize("attribute", ["model", "net"])
 def test_a_lightning_checkpoint_loads(cli, tmp_path, attribute):
     lit = LitLike(attribute)
