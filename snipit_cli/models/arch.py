@@ -6,10 +6,12 @@ rebuilt from tensors alone, never by unpickling a module (as timm's ``_builder``
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.util
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +57,10 @@ def parse_arch(spec: str, kwargs: dict[str, Any] | None = None, num_classes: int
             f"cannot read arch {spec!r}; write timm:NAME, torchvision:NAME, "
             "package.module:callable or path/to/file.py:callable"
         )
+    folder = rest.removeprefix("local-dir:") if prefix == "timm" else ""
+    if folder and folder != rest:  # timm reads it relative to the working directory; record it whole
+        folder = str(Path(folder).expanduser().resolve())
+        return ArchSpec("timm", f"local-dir:{folder}", dict(kwargs or {}), num_classes)
     if prefix in LIBRARY_PREFIXES:
         return ArchSpec(prefix, rest, dict(kwargs or {}), num_classes)  # type: ignore[arg-type]
     module, _, attr = spec.rpartition(":")
@@ -70,15 +76,33 @@ def build_model(arch: ArchSpec, pretrained: bool = False, from_checkpoint: bool 
     user. Then a file cannot make snipit run code: ``.py`` paths are refused and an importable
     ``module:attr`` is only called when it is an ``nn.Module`` class; ``--arch`` confirms either.
     """
-    if arch.kind == "timm":
-        return _build_timm(arch, pretrained)
-    if arch.kind == "torchvision":
-        return _build_torchvision(arch, pretrained)
+    if arch.kind in ("timm", "torchvision"):
+        # torch.hub prints "Downloading: ..." to stdout, where it would break `--json | jq`.
+        build = _build_timm if arch.kind == "timm" else _build_torchvision
+        with contextlib.redirect_stdout(sys.stderr):
+            return build(arch, pretrained)
     if pretrained:
         raise UsageError("--pretrained applies to timm: and torchvision: models only")
     if arch.kind == "snipit":
         return _build_zoo(arch)
     return _build_code(arch, from_checkpoint)
+
+
+def recorded_arch(arch: ArchSpec, model: nn.Module) -> ArchSpec:
+    """The spec to record for ``model`` built from ``arch``.
+
+    A ``timm:hf-hub:...`` or ``timm:local-dir:...`` model is recorded as the architecture and
+    arguments timm built it with (its config's ``architecture``, ``model_args`` and class count,
+    read back with timm's ``get_model_args``), so a pruned checkpoint rebuilds without the hub
+    or the folder. Other specs are recorded as given.
+    """
+    if arch.kind != "timm" or _timm_source(arch)[0] is None:
+        return arch
+    from timm.models import get_model_args
+
+    kwargs = get_model_args(model)
+    num_classes = kwargs.pop("num_classes", arch.num_classes)
+    return ArchSpec("timm", model.pretrained_cfg["architecture"], kwargs, num_classes)
 
 
 def _class_kwargs(arch: ArchSpec) -> dict[str, Any]:
@@ -89,22 +113,91 @@ def _build_timm(arch: ArchSpec, pretrained: bool) -> nn.Module:
     # timm is the reference model zoo for vision; its registry gives names and data configs.
     import timm
 
-    if not timm.is_model(arch.name):
-        raise ModelError(f"unknown timm model {arch.name!r}{_close_matches(arch.name, timm.list_models())}")
-    kwargs = _class_kwargs(arch)
+    source, name = _timm_source(arch)
+    if source is None and not timm.is_model(name):
+        raise ModelError(f"unknown timm model {name!r}{_close_matches(name, timm.list_models())}")
+    # timm resolves hf-hub:/local-dir: itself (config.json -> architecture, args, weights).
+    unreachable = _hub_unreachable() if pretrained or source == "hf-hub" else None
     try:
-        if not pretrained and "zero_init_last" not in kwargs:
-            # timm zero-initialises the last norm of each residual branch by default. Then no
-            # gradient reaches the branch at init, gradient criteria score it all zero and prune
-            # it whole; the networks SNIP/SNIP-it prune at init have no such zero-init.
-            try:
-                return timm.create_model(arch.name, pretrained=False, zero_init_last=False, **kwargs)
-            except TypeError as exc:
-                if "zero_init_last" not in str(exc):
-                    raise
-        return timm.create_model(arch.name, pretrained=pretrained, **kwargs)
+        with _hub_offline() if unreachable else contextlib.nullcontext():
+            return _create_timm(arch.name, pretrained, _class_kwargs(arch))
     except Exception as exc:  # timm raises many types; the user needs one sentence
-        raise _build_error(arch, pretrained, exc) from exc
+        raise _build_error(arch, pretrained, exc, unreachable) from exc
+
+
+def _create_timm(name: str, pretrained: bool, kwargs: dict[str, Any]) -> nn.Module:
+    import timm
+
+    if not pretrained and "zero_init_last" not in kwargs:
+        # timm zero-initialises the last norm of each residual branch by default. Then no
+        # gradient reaches the branch at init, gradient criteria score it all zero and prune
+        # it whole; the networks SNIP/SNIP-it prune at init have no such zero-init.
+        try:
+            return timm.create_model(name, pretrained=False, zero_init_last=False, **kwargs)
+        except TypeError as exc:
+            if "zero_init_last" not in str(exc):
+                raise
+    return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+
+def _timm_source(arch: ArchSpec) -> tuple[str | None, str]:
+    """timm's own reading of a model name: (``hf-hub``/``local-dir``/None, repo/folder/name)."""
+    from timm.models import parse_model_name
+
+    try:
+        return parse_model_name(arch.name)
+    except ValueError as exc:
+        source, colon, rest = arch.name.partition(":")
+        if colon and not rest:
+            raise ModelError(f"{arch} names no Hub repo or folder after {source}:") from exc
+        if colon:
+            raise ModelError(
+                f"unknown timm model source in {arch}; timm reads timm:hf-hub:ORG/NAME (a Hub repo) "
+                "and timm:local-dir:PATH (a folder with config.json)"
+            ) from exc
+        raise ModelError(
+            f"{arch} looks like a Hub repo or a folder, not a timm model name; "
+            f"write timm:hf-hub:{arch.name} or timm:local-dir:{arch.name}"
+        ) from exc
+
+
+#: Seconds to wait for the Hugging Face Hub before working from its cache alone.
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub cannot be reached, or None (reachable, or offline mode already on).
+
+    Unreachable, each file the hub client looks for costs it five retries (about 25 s); one
+    request with a short timeout (through the client's own session: its proxies and endpoint)
+    tells at once.
+    """
+    from huggingface_hub import constants, get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_S)
+    except Exception as exc:  # the transport's errors differ between huggingface_hub versions
+        return f"the Hugging Face Hub at {constants.ENDPOINT} cannot be reached ({_first(exc)})"
+    return None
+
+
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """huggingface_hub's offline mode (cached files only, no retries) for one build.
+
+    The hub reads ``constants.HF_HUB_OFFLINE`` at each request and has no other switch once
+    imported; it is restored afterwards.
+    """
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
 
 
 def _build_torchvision(arch: ArchSpec, pretrained: bool) -> nn.Module:
@@ -117,7 +210,7 @@ def _build_torchvision(arch: ArchSpec, pretrained: bool) -> nn.Module:
         weights = "DEFAULT" if pretrained else None
         return torchvision.models.get_model(arch.name, weights=weights, **_class_kwargs(arch))
     except Exception as exc:
-        raise _build_error(arch, pretrained, exc) from exc
+        raise _build_error(arch, pretrained, exc, None) from exc
 
 
 def _build_zoo(arch: ArchSpec) -> nn.Module:
@@ -131,14 +224,43 @@ def _build_zoo(arch: ArchSpec) -> nn.Module:
         raise ModelError(f"could not build {arch}: {exc}; check --arch-kwargs") from exc
 
 
-def _build_error(arch: ArchSpec, pretrained: bool, exc: Exception) -> ModelError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _build_error(arch: ArchSpec, pretrained: bool, exc: Exception, unreachable: str | None) -> ModelError:
+    first = _first(exc)
+    fix = f"drop --pretrained, or pass a local checkpoint with --arch {arch}"
+    if _is_hub_cache_miss(exc):
+        what = f"pretrained weights for {arch}" if pretrained else f"the config of {arch}"
+        return ModelError(
+            f"could not get {what}: {unreachable or _hub_state()}, and the local cache does not hold "
+            f"them; {fix if pretrained else 'connect, or set HF_HOME to a cache that has them'}"
+        )
+    if arch.kind == "timm" and _timm_source(arch)[0] == "local-dir":
+        return ModelError(f"could not build {arch} from its folder: {first}")
     if pretrained:
         return ModelError(
             f"could not get pretrained weights for {arch} (offline, or not in the local cache): "
-            f"{first}; drop --pretrained, or pass a local checkpoint with --arch {arch}"
+            f"{first}; {fix}"
         )
     return ModelError(f"could not build {arch}: {first}")
+
+
+def _is_hub_cache_miss(exc: Exception) -> bool:
+    """The hub client could not connect (or was told not to) and had no cached copy."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    return isinstance(exc, LocalEntryNotFoundError)
+
+
+def _hub_state() -> str:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "the Hugging Face Hub's offline mode is on (HF_HUB_OFFLINE)"
+    return f"{constants.ENDPOINT} could not be reached"
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _close_matches(name: str, known: list[str]) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from snipit_cli.errors import ModelError, UsageError
-from snipit_cli.models.arch import LIBRARY_PREFIXES, ArchSpec, build_model, parse_arch
+from snipit_cli.models.arch import LIBRARY_PREFIXES, ArchSpec, build_model, parse_arch, recorded_arch
 from snipit_cli.models.checkpoint import read_metadata, read_tensors
 from snipit_cli.models.slim import apply_slim
 from snipit_cli.models.state_dict import (
@@ -17,6 +17,7 @@ from snipit_cli.models.state_dict import (
     extract_state_dict,
     fit_state_dict,
     read_torch_file,
+    with_versions_of,
 )
 
 
@@ -29,6 +30,9 @@ class LoadedModel:
     arch: ArchSpec | None
     metadata: dict[str, Any] | None = None
     path: Path | None = None
+    #: The user named ``arch`` (a library spec or ``--arch``), rather than the file's metadata
+    #: alone: rebuilding it may run the user's code (see ``build_model``'s ``from_checkpoint``).
+    arch_confirmed: bool = False
 
     @property
     def name(self) -> str:
@@ -53,7 +57,8 @@ def resolve_model(
         if arch:
             raise UsageError(f"--arch is for checkpoint files; {spec} already names the architecture")
         parsed = parse_arch(spec, arch_kwargs, num_classes)
-        return LoadedModel(build_model(parsed, pretrained), spec, parsed)
+        model = build_model(parsed, pretrained)
+        return LoadedModel(model, spec, recorded_arch(parsed, model), arch_confirmed=True)
     path = Path(spec).expanduser()
     if not path.exists():
         raise ModelError(
@@ -112,8 +117,10 @@ def _load_safetensors(path: Path, spec: str, user_arch: ArchSpec | None) -> Load
     model = build_model(arch, from_checkpoint=user_arch is None)
     if metadata is not None and metadata.get("slim"):
         apply_slim(model, metadata["slim"])  # a structured checkpoint: rebuild the slim shapes
-    fit_state_dict(model, read_tensors(path), what=spec)
-    return LoadedModel(model, spec, arch, metadata, path)
+    fit_state_dict(model, with_versions_of(model, read_tensors(path)), what=spec)
+    if user_arch is not None:
+        arch = recorded_arch(user_arch, model)
+    return LoadedModel(model, spec, arch, metadata, path, arch_confirmed=user_arch is not None)
 
 
 def _load_torch_file(path: Path, spec: str, user_arch: ArchSpec | None, trust_pickle: bool) -> LoadedModel:
@@ -127,4 +134,4 @@ def _load_torch_file(path: Path, spec: str, user_arch: ArchSpec | None, trust_pi
         )
     model = build_model(user_arch)
     fit_state_dict(model, extract_state_dict(obj, path), what=spec)
-    return LoadedModel(model, spec, user_arch, None, path)
+    return LoadedModel(model, spec, recorded_arch(user_arch, model), None, path, arch_confirmed=True)

@@ -1,13 +1,18 @@
 """Reading state_dicts from .pt/.pth/.th/.safetensors files safely, and fitting them to a model.
 
 Safe by default, as timm's ``_helpers.load_state_dict``: safetensors by extension, otherwise
-``torch.load(weights_only=True)``; a pickled module loads only with ``trust_pickle``.
+``torch.load(weights_only=True)``; a pickled module loads only with ``trust_pickle``. Fitting is
+torch's own ``load_state_dict``: it reads the module versions in ``_metadata`` and upgrades old
+layouts (BatchNorm files from before PyTorch 0.4.1 have no ``num_batches_tracked``).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import pickle
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +21,28 @@ from torch import nn
 
 from snipit_cli.errors import ModelError, UnsafeCheckpointError
 
-PICKLE_SUFFIXES = (".pt", ".pth", ".th", ".bin", ".ckpt")
+#: ``.tar``: timm's training scripts write ``checkpoint-N.pth.tar``; ``.ckpt``: Lightning.
+PICKLE_SUFFIXES = (".pt", ".pth", ".th", ".bin", ".ckpt", ".tar")
+#: Where training scripts put the weights (Lightning and timm: ``state_dict``), in the order tried.
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
+#: EMA weights (timm's train.py, ultralytics): used only when a file holds no plain weights, as
+#: timm's own scripts do (``--use-ema`` is off by default in its validate.py).
+EMA_KEYS = ("state_dict_ema", "model_ema", "ema")
+
+State = OrderedDict[str, Any]
 
 
 def read_torch_file(path: Path, trust_pickle: bool = False) -> Any:
     """``torch.load`` onto the CPU, refusing anything beyond tensors unless ``trust_pickle``.
 
-    ``map_location='cpu'`` lets checkpoints saved on a GPU load on a CPU-only machine.
+    ``map_location='cpu'`` lets checkpoints saved on a GPU load on a CPU-only machine. Like timm's
+    ``_torch_load``, ``argparse.Namespace`` (the ``args`` of timm's training checkpoints) is allowed:
+    unpickling it only fills an attribute dict.
     """
+    allowed = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with allowed([argparse.Namespace]) if allowed else contextlib.nullcontext():
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not trust_pickle:
             raise UnsafeCheckpointError(
@@ -42,23 +58,32 @@ def read_torch_file(path: Path, trust_pickle: bool = False) -> Any:
         raise ModelError(f"cannot unpickle {path}: {_first_line(exc)}") from exc
 
 
-def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint: unwraps ``{"state_dict": ...}``/``{"model": ...}``, strips ``module.``."""
+def extract_state_dict(obj: Any, path: Path) -> State:
+    """The tensors of a checkpoint, unwrapped from ``{"state_dict": ...}`` (Lightning, timm),
+    ``{"model": ...}`` and the like, with the module versions (``_metadata``) torch saved."""
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
-    while isinstance(obj, Mapping) and not _is_tensor_dict(obj):
-        inner = next(
-            (obj[k] for k in WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping | nn.Module)), None
-        )
+    # A state_dict's values are tensors: a mapping under a wrapper key is the wrapped one, even
+    # beside a few tensors of the training script's own (``{"model": ..., "best_acc": tensor}``).
+    while isinstance(obj, Mapping):
+        inner = _weights_entry(obj)
         if inner is None:
             break
         obj = inner.state_dict() if isinstance(inner, nn.Module) else inner
     if not isinstance(obj, Mapping) or not _is_tensor_dict(obj):
         raise ModelError(
             f"{path} does not hold a state_dict (a mapping of names to tensors, possibly under "
-            f"'state_dict' or 'model'); found {type(obj).__name__}"
+            f"'state_dict', 'model' or 'state_dict_ema'); found {type(obj).__name__}"
         )
-    return strip_prefix({k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}, "module.")
+    return _keeping_metadata(obj, {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)})
+
+
+def _weights_entry(obj: Mapping) -> Mapping | nn.Module | None:
+    for key in (*WRAPPER_KEYS, *EMA_KEYS):
+        value = obj.get(key)
+        if isinstance(value, Mapping | nn.Module) and (len(value) if isinstance(value, Mapping) else True):
+            return value
+    return None
 
 
 def _is_tensor_dict(obj: Mapping) -> bool:
@@ -69,38 +94,107 @@ def _is_tensor_dict(obj: Mapping) -> bool:
     )
 
 
-def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """Remove ``prefix`` (DataParallel/DDP's ``module.``) when every key carries it."""
-    if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix) :]: v for k, v in state.items()}
-    return state
+def with_versions_of(model: nn.Module, state: Mapping[str, Any]) -> State:
+    """``state`` carrying ``model``'s module versions as its ``_metadata``.
+
+    For safetensors, which stores no versions: torch reads a missing version as the oldest and
+    runs legacy conversions, which some modules refuse (torchvision's MNASNet: "version should be
+    set to 1 or 2 instead of None"). snipit writes its checkpoints from a model of this very code,
+    so its versions are the file's; and the format is younger than every version change of
+    torch's and torchvision's modules, so the same holds for other safetensors files.
+    """
+    return _keeping_metadata(model.state_dict(), state)
 
 
 def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
-    """Load ``state`` into ``model`` strictly, or explain the first mismatches in one line."""
+    """Load ``state`` into ``model`` with torch's ``load_state_dict``, or explain the first
+    mismatches in one line.
+
+    Wrapper prefixes (DDP, ``torch.compile``, a Lightning module's attribute) are stripped only
+    when the stripped names fit the model better. Tied tensors are saved once (safetensors'
+    ``save_model``): one name present fills its aliases, so the others are not missing.
+    """
     expected = model.state_dict()
-    tied = _tied_aliases(expected)
-    missing = [k for k in expected if k not in state and not (tied.get(k, set()) & state.keys())]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state and state[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if wrong:
-            parts.append(f"shape mismatch (file vs model): {_first(wrong)}")
-        if missing:
-            parts.append(f"missing in file: {_first(missing)}")
-        if unexpected:
-            parts.append(f"not in model: {_first(unexpected)}")
-        raise ModelError(
-            f"{what} does not fit the architecture: {'; '.join(parts)}. Check --arch, "
-            "--arch-kwargs and --num-classes"
+    state = align_keys(state, expected.keys())
+    wrong = {
+        k: f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and v.shape != expected[k].shape
+    }
+    try:
+        # Shape mismatches are kept out: torch raises on them only after loading the rest.
+        loadable = _keeping_metadata(state, {k: v for k, v in state.items() if k not in wrong})
+        result = model.load_state_dict(loadable, strict=False)
+    except (RuntimeError, ValueError) as exc:  # a module's own loading code refusing the file
+        hint = (
+            ""
+            if hasattr(state, "_metadata")
+            else " (the file records no module versions: save model.state_dict() as it is)"
         )
-    # Tied tensors are saved once (safetensors' save_model); loading one name fills its aliases.
-    model.load_state_dict(state, strict=False)
+        raise ModelError(f"{what} does not load into the architecture: {_load_error(exc)}{hint}") from exc
+    tied = _tied_aliases(expected)
+    missing = [k for k in result.missing_keys if k not in wrong and not tied.get(k, set()) & state.keys()]
+    if wrong or missing or result.unexpected_keys:
+        raise _mismatch(what, list(wrong.values()), missing, result.unexpected_keys)
+
+
+def _mismatch(what: str, wrong: list[str], missing: list[str], unexpected: list[str]) -> ModelError:
+    parts = []
+    if wrong:
+        parts.append(f"shape mismatch (file vs model): {_first(wrong)}")
+    if missing:
+        parts.append(f"missing in file: {_first(missing)}")
+    if unexpected:
+        parts.append(f"not in model: {_first(unexpected)}")
+    return ModelError(
+        f"{what} does not fit the architecture: {'; '.join(parts)}. Check --arch, "
+        "--arch-kwargs and --num-classes"
+    )
+
+
+def align_keys(state: Mapping[str, Any], expected: Any) -> State:
+    """``state`` under the names that fit ``expected`` best: as saved; cleaned of DDP's
+    ``module.`` and ``torch.compile``'s ``_orig_mod.`` by timm's ``clean_state_dict``; or also
+    without a first name all keys share (a Lightning module's ``model.``/``net.`` attribute).
+
+    The first of the most fitting wins, so names that already fit are never changed.
+    """
+    from timm.models import clean_state_dict
+
+    expected = set(expected)
+    as_saved = _renamed(state, dict)
+    cleaned = _renamed(as_saved, clean_state_dict)
+    candidates = [as_saved, cleaned, _renamed(_strip_shared_component(cleaned), clean_state_dict)]
+    return max(candidates, key=lambda c: len(expected.intersection(c)))  # max keeps the first of ties
+
+
+def _strip_shared_component(state: State) -> State:
+    first = {k.split(".", 1)[0] for k in state}
+    if len(first) != 1 or not all("." in k for k in state):
+        return state
+    prefix = f"{first.pop()}."
+    return _renamed(state, lambda d: {k[len(prefix) :]: v for k, v in d.items() if k.startswith(prefix)})
+
+
+def _renamed(state: Mapping[str, Any], rename: Callable[[dict[str, Any]], Mapping[str, Any]]) -> State:
+    """``rename`` applied to the keys of ``state`` and, alike, to the module names of its
+    ``_metadata`` (which name modules, ``layer1.0.bn1``, where keys name tensors under them)."""
+    out = OrderedDict(rename(dict(state)))
+    metadata = getattr(state, "_metadata", None)
+    if metadata is not None:
+        dotted = {f"{m}." if m else "": v for m, v in metadata.items()}
+        out._metadata = OrderedDict(  # type: ignore[attr-defined]
+            (k.removesuffix("."), v) for k, v in rename(dotted).items()
+        )
+    return out
+
+
+def _keeping_metadata(source: Mapping[str, Any], items: Mapping[str, Any]) -> State:
+    """``items`` as an OrderedDict with the module versions of ``source``."""
+    out = OrderedDict(items)
+    if hasattr(source, "_metadata"):
+        out._metadata = source._metadata  # type: ignore[attr-defined]
+    return out
 
 
 def _tied_aliases(state: Mapping[str, torch.Tensor]) -> dict[str, set[str]]:
@@ -117,6 +211,14 @@ def _tied_aliases(state: Mapping[str, torch.Tensor]) -> dict[str, set[str]]:
 def _first(items: list[str], n: int = 3) -> str:
     more = f" (+{len(items) - n} more)" if len(items) > n else ""
     return ", ".join(items[:n]) + more
+
+
+def _load_error(exc: BaseException) -> str:
+    """torch's ``Error(s) in loading state_dict for X:`` heading is followed by the error itself."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        return lines[1]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:

@@ -94,7 +94,7 @@ def _measure(opened: _Opened) -> dict[str, Any]:
     request, loaded, model, spec = opened.request, opened.loaded, opened.model, opened.spec
     device, num_classes = opened.device, opened.num_classes
     metadata = loaded.metadata or {}
-    dense = _dense_reference(loaded.arch, metadata)
+    dense = _dense_reference(loaded.arch, metadata, loaded.arch_confirmed)
 
     rows = layer_rows(model, dense=dense)
     macs = macs_by_module(model, spec.size, device)
@@ -241,12 +241,13 @@ def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _dense_reference(arch: ArchSpec | None, metadata: dict[str, Any]) -> nn.Module | None:
-    """The dense architecture behind a slim checkpoint, for dense shapes (None otherwise)."""
+def _dense_reference(arch: ArchSpec | None, metadata: dict[str, Any], confirmed: bool) -> nn.Module | None:
+    """The dense architecture behind a slim checkpoint, for dense shapes (None otherwise); built
+    as the checkpoint was loaded: from the metadata alone, or as the user's ``--arch``."""
     if not metadata.get("slim") or arch is None:
         return None
     with torch.random.fork_rng():
-        return build_model(arch, from_checkpoint=True)
+        return build_model(arch, from_checkpoint=not confirmed)
 
 
 def _node_sparsity(rows: list[dict[str, Any]], metadata: dict[str, Any]) -> float | None:
