@@ -109,8 +109,8 @@ def test_report_eval_applies_mean_and_std(cli, tmp_path):
     images = read_image_file(str(root / "MNIST/raw/t10k-images-idx3-ubyte")).float().div(255)
     labels = read_label_file(str(root / "MNIST/raw/t10k-labels-idx1-ubyte")).long()
     x = ((images - 0.5) / 0.25).unsqueeze(1)
-    expected = evaluate(load_model(tmp_path / "l.safetensors"), [(x[:16], labels[:16]), (x[16:32], labels[16:32]),
-                                                                 (x[32:], labels[32:])])  # fmt: skip
+    batches = [(x[i : i + 16], labels[i : i + 16]) for i in (0, 16, 32)]
+    expected = evaluate(load_model(tmp_path / "l.safetensors"), batches)
     assert got["samples"] == 40 and got["top1"] == expected["top1"]
     assert got["loss"] == pytest.approx(expected["loss"], rel=1e-5)
     default = json.loads(cli("report", "l.safetensors", "--eval", "--data", "mnist", "--data-root", root,
