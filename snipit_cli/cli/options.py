@@ -29,7 +29,7 @@ STORAGE_HELP = (
 Storage = Annotated[
     StorageFormat | None,
     typer.Option(
-        help=f"{STORAGE_HELP} [default: sparse when a weight is pruned to zero, as after unstructured "
+        help=f"{STORAGE_HELP} \\[default: sparse when a weight is pruned to zero, as after unstructured "
         "pruning; dense otherwise, e.g. --structured].",
     ),
 ]
@@ -103,7 +103,7 @@ Data = Annotated[
 DataRoot = Annotated[
     Path | None,
     typer.Option(
-        help="Folder holding named datasets [default: $SNIPIT_DATA or ~/.cache/snipit/data].",
+        help="Folder holding named datasets \\[default: $SNIPIT_DATA or ~/.cache/snipit/data].",
         rich_help_panel="Data",
     ),
 ]

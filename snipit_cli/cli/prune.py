@@ -49,7 +49,7 @@ def prune(
     method: Annotated[
         str | None,
         typer.Option(
-            help="Scoring criterion; see `snipit methods` [default: snip-it, snap-it with --structured]."
+            help="Scoring criterion; see `snipit methods` \\[default: snip-it, snap-it with --structured]."
         ),
     ] = None,
     structured: Annotated[
@@ -67,27 +67,27 @@ def prune(
     target: Annotated[
         Target | None,
         typer.Option(
-            help="With --structured: --sparsity counts nodes, params or MACs removed [default: nodes]."
+            help="With --structured: --sparsity counts nodes, params or MACs removed \\[default: nodes]."
         ),
     ] = None,
     min_keep: Annotated[
         float | None,
         typer.Option(
-            help="With --structured: share of each group's units always kept, at least 1 [default: 0.05]."
+            help="With --structured: share of each group's units always kept, at least 1 \\[default: 0.05]."
         ),
     ] = None,
     round_to: Annotated[
         int | None,
         typer.Option(
             help="With --structured: every channel group keeps a multiple of N channels (8 suits CPU "
-            "kernels: faster slim models, slightly fewer removed) [default: 1]."
+            "kernels: faster slim models, slightly fewer removed) \\[default: 1]."
         ),
     ] = None,
     steps: Annotated[
         int | None,
         typer.Option(
-            help="Schedule length: SNIP-it's S (the run scores S+2 times) [default: 5]; "
-            "SynFlow's iterations [default: 100]."
+            help="Schedule length: SNIP-it's S (the run scores S+2 times) \\[default: 5]; "
+            "SynFlow's iterations \\[default: 100]."
         ),
     ] = None,
     exclude: Annotated[
@@ -102,14 +102,14 @@ def prune(
         ),
     ] = 0,
     finetune_lr: Annotated[
-        float | None, typer.Option(help="Fine-tuning learning rate (SGD, cosine) [default: 0.05].")
+        float | None, typer.Option(help="Fine-tuning learning rate (SGD, cosine) \\[default: 0.05].")
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Checkpoint to write [default: <model>-pruned.safetensors]."),
+        typer.Option("--output", "-o", help="Checkpoint to write \\[default: <model>-pruned.safetensors]."),
     ] = None,
     report: Annotated[
-        Path | None, typer.Option(help="Report JSON to write [default: <output stem>.report.json].")
+        Path | None, typer.Option(help="Report JSON to write \\[default: <output stem>.report.json].")
     ] = None,
     storage: opt.Storage = None,
     arch: opt.Arch = None,

@@ -33,7 +33,7 @@ class Format(StrEnum):
 FormatOpt = Annotated[Format | None, typer.Option("--format", help="table (default), markdown, csv or json.")]
 Eval = Annotated[bool, typer.Option("--eval", help="Add top-1/top-5 accuracy and mean loss on --data.")]
 EvalBatches = Annotated[
-    int | None, typer.Option(help="Evaluate on at most this many batches [default: all].")
+    int | None, typer.Option(help="Evaluate on at most this many batches \\[default: all].")
 ]
 EvalSplit = Annotated[
     str, typer.Option("--split", help="Dataset split to evaluate on.", rich_help_panel="Data")
@@ -41,7 +41,7 @@ EvalSplit = Annotated[
 Latency = Annotated[bool, typer.Option("--latency", help="Measure forward latency (median of --repeats).")]
 LatencyBatch = Annotated[
     list[int] | None,
-    typer.Option("--latency-batch", help="Batch size to time; repeatable [default: 1 and 32]."),
+    typer.Option("--latency-batch", help="Batch size to time; repeatable \\[default: 1 and 32]."),
 ]
 Repeats = Annotated[int, typer.Option(help="Timed forward passes per batch size, after warm-up.")]
 Warmup = Annotated[int, typer.Option(help="Untimed warm-up passes per batch size.")]

@@ -72,7 +72,7 @@ def train(
     optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.", **_T)] = Optimizer.sgd,
     lr: Annotated[
         float | None,
-        typer.Option(help="Peak learning rate [default: 0.05 sgd, 0.001 adamw].", **_T),
+        typer.Option(help="Peak learning rate \\[default: 0.05 sgd, 0.001 adamw].", **_T),
     ] = None,
     momentum: Annotated[float, typer.Option(help="SGD momentum.", **_T)] = 0.9,
     weight_decay: Annotated[
@@ -158,7 +158,7 @@ def train(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Checkpoint to write [default: <model>-trained.safetensors]."),
+        typer.Option("--output", "-o", help="Checkpoint to write \\[default: <model>-trained.safetensors]."),
     ] = None,
     storage: opt.Storage = None,
     arch: opt.Arch = None,

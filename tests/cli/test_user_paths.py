@@ -127,3 +127,18 @@ def test_prune_records_the_normalisation_it_applied(cli, tmp_path):
     assert flags["model"]["mean"] == [0.5] and flags["model"]["std"] == [0.25]
     customary = json.loads(cli("prune", "snipit:lenet300-100", *data, "-o", "b.safetensors", "--json").stdout)
     assert customary["model"]["mean"] == [0.1307] and customary["model"]["std"] == [0.3081]  # MNIST's own
+
+
+def test_help_shows_every_written_default(cli, monkeypatch):
+    # rich took "[default: ...]" in help texts for markup and dropped it ("named datasets .").
+    from typer.main import get_command
+
+    from snipit_cli.cli.app import app
+
+    monkeypatch.setenv("COLUMNS", "1000")
+    for name, command in get_command(app).commands.items():
+        shown = cli(name, "--help").stdout
+        for param in command.params:
+            written = (getattr(param, "help", None) or "").replace("\\[", "[")
+            if "[default:" in written:
+                assert written.split("[default:")[1].split("]")[0] in shown, (name, param.name)
