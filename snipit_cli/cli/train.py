@@ -41,7 +41,7 @@ Examples:
 #: Parameters --resume takes from the checkpoint when they are not given (see TrainRequest.given).
 RESUMABLE = (
     "data", "split", "data_root", "batch_size", "holdout", "test_split", "test_data", "seed", "optimizer",
-    "lr", "momentum", "weight_decay", "lr_schedule",
+    "lr", "momentum", "weight_decay", "lr_schedule", "exclude",
 )  # fmt: skip
 PRUNE_PARAMS = (
     "prune_method", "sparsity", "prune_delay", "prune_freq", "steps", "structured", "target", "min_keep",

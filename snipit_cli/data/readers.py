@@ -121,9 +121,12 @@ def read_cifar(name: str, root: Path, split: str, download: bool) -> TensorImage
         _torchvision_download(layout.tv_class, root, split)
     missing = [f.name for f in files if not f.is_file()]
     if missing:
+        other = _other_split(split)
+        present = all((folder / f).is_file() for f in layout.files[other])
         raise DataError(
-            f"no {name} {split} split in {folder} (missing {', '.join(missing)}); point --data-root at "
-            f"the folder holding {layout.folder}/, or pass --download"
+            f"no {name} {split} split in {folder} (missing {', '.join(missing)}); "
+            + (f"only the {other} split is there (--split {other} reads it); or " if present else "")
+            + f"point --data-root at the folder holding {layout.folder}/, or pass --download"
         )
     images, labels = [], []
     for f in files:
@@ -144,6 +147,10 @@ def _cifar_arrays(batch: Any, name: str, label_key: str, path: Path) -> tuple[np
     if len(labels) != len(data):
         raise DataError(f"{path} is not a valid {name} batch: {len(data)} images but {len(labels)} labels")
     return data, labels
+
+
+def _other_split(split: str) -> str:
+    return "test" if split == "train" else "train"
 
 
 # ---------------------------------------------------------------- MNIST
@@ -172,10 +179,13 @@ def read_mnist(name: str, root: Path, split: str, download: bool) -> TensorImage
         if images and labels:
             break
     else:
+        other = _other_split(split)
+        present = any(_find_idx(d, _MNIST_PREFIX[other], "images-idx3") for d in candidates)
         raise DataError(
             f"no {name} {split} split under {root / tv_class / 'raw'} (need {prefix}-images-idx3-ubyte"
-            f"[.gz] and {prefix}-labels-idx1-ubyte[.gz]); point --data-root at the folder holding "
-            f"{tv_class}/, or pass --download"
+            f"[.gz] and {prefix}-labels-idx1-ubyte[.gz]); "
+            + (f"only the {other} split is there (--split {other} reads it); or " if present else "")
+            + f"point --data-root at the folder holding {tv_class}/, or pass --download"
         )
     from torchvision.datasets.mnist import read_image_file, read_label_file
 

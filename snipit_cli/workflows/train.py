@@ -45,7 +45,7 @@ from snipit_cli.models.input_spec import InputSpec, probe_num_classes
 from snipit_cli.models.loading import LoadedModel
 from snipit_cli.pruning.engine import MIN_LAYER_DENSITY, current_masks, prune
 from snipit_cli.pruning.masks import count_kept
-from snipit_cli.pruning.targets import prunable_weights
+from snipit_cli.pruning.targets import check_exclude, prunable_weights
 from snipit_cli.training.loop import EpochProgress, NullEpochProgress, hold_masks, train_epoch
 from snipit_cli.training.optim import (
     OptimizerOptions,
@@ -177,6 +177,7 @@ def run_train(
     resumed = _read_resume(request, loaded)
     if resumed:
         request = _resumed_request(request, resumed, loaded.source)
+    check_exclude(loaded.model, request.exclude)
     device = resolve_device(request.device)
 
     if request.data.spec.kind == "synthetic":
@@ -340,6 +341,7 @@ def _data_record(request: TrainRequest) -> dict[str, Any]:
 #: optimizer state fits one optimizer). The other recorded options are defaults the user may override.
 FIXED_ON_RESUME = {"data": "--data", "split": "--split", "holdout": "--holdout", "seed": "--seed"}
 FIXED_ON_RESUME |= {"optimizer": "--optimizer", "prune": "--prune-method and its options"}
+FIXED_ON_RESUME |= {"exclude": "--exclude"}
 _DATA_KEYS = ("data", "split", "data_root", "batch_size", "holdout", "test_split", "test_data")
 
 
@@ -349,6 +351,7 @@ def _options_view(request: TrainRequest) -> dict[str, Any]:
     return {
         **_data_record(request),
         "seed": request.seed,
+        "exclude": list(request.exclude),
         "optimizer": optimizer.name,
         "lr": optimizer.base_lr,
         "momentum": optimizer.momentum,
@@ -365,8 +368,7 @@ def _recorded_view(training: dict[str, Any]) -> dict[str, Any]:
     view |= {k: optimizer[k] for k in ("lr", "momentum", "weight_decay", "lr_schedule") if k in optimizer}
     if "name" in optimizer:
         view["optimizer"] = optimizer["name"]
-    if "seed" in training:
-        view["seed"] = training["seed"]
+    view |= {k: training[k] for k in ("seed", "exclude") if k in training}
     pruning = training.get("pruning") or {}
     if "options" in pruning:
         view["prune"] = pruning["options"]
@@ -429,6 +431,7 @@ def _with_options(request: TrainRequest, values: dict[str, Any]) -> TrainRequest
         test_split=values.get("test_split", request.test_split),
         test_data=parse_data_spec(test_data) if test_data else None,
         seed=values.get("seed", request.seed),
+        exclude=list(values.get("exclude", request.exclude)),
         prune=PruneWhileTraining.from_json(prune) if prune else None,
     )
 
@@ -623,6 +626,7 @@ def _document(metadata, loaded, model_input, num_classes, request, run: _Run, da
         "optimizer": asdict(request.optimizer) | {"lr": request.optimizer.base_lr},
         "data": data_doc,
         "seed": request.seed,
+        "exclude": list(request.exclude),
         "pruning": run.pruning,
         "history": run.history,
     }

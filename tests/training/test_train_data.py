@@ -298,6 +298,7 @@ def test_resume_without_data_options_continues_identically(cli, mnist_both):
         (("--holdout", "0.2"), "was trained with --holdout none, not 0.2"),
         (("--seed", "4"), "was trained with --seed 3, not 4"),
         (("--optimizer", "sgd"), "was trained with --optimizer adamw, not sgd"),
+        (("--exclude", "fc1"), "was trained with --exclude [], not ['fc1']"),
     ],
 )
 def test_resume_refuses_other_data(cli, mnist_both, args, fragment):
@@ -309,6 +310,14 @@ def test_resume_refuses_other_data(cli, mnist_both, args, fragment):
 
     one_line_error(result, fragment, "drop")
     assert not Path("r.safetensors").exists()
+
+
+def test_resume_keeps_the_recorded_exclude(cli, mnist_both):
+    data = ("--data", "mnist", "--data-root", mnist_both, *RUN)
+    train_json(cli, LENET, *data, "--exclude", "fc3", "--epochs", "1", "-o", "p.safetensors")
+    resumed = train_json(cli, "p.safetensors", "--resume", "--epochs", "2", "-o", "r.safetensors")
+    assert resumed["training"]["exclude"] == ["fc3"]
+    assert resumed["params"]["prunable"] == 784 * 300 + 300 * 100  # fc3 stays out of the ranking
 
 
 def test_resume_takes_the_same_values_given_again_and_a_moved_data_root(cli, mnist_both, tmp_path):
