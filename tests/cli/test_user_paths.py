@@ -146,6 +146,8 @@ def test_help_shows_every_written_default(cli, monkeypatch):
 
 def test_a_missing_split_names_the_split_that_is_there(cli, tmp_path):
     root = write_learnable_mnist(tmp_path / "mnist", 8)  # the test split only, as ../shared/data holds
-    result = cli("prune", "snipit:lenet300-100", "--data", "mnist", "--data-root", root, "-o", "x.safetensors")
+    result = cli(
+        "prune", "snipit:lenet300-100", "--data", "mnist", "--data-root", root, "-o", "x.safetensors"
+    )
     assert result.exit_code == 2 and "only the test split is there (--split test reads it)" in result.stderr
     assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "x.safetensors").exists()
