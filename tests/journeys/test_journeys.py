@@ -207,7 +207,7 @@ def _jq(expression: str, stdout: str):
     return value
 
 
-@pytest.mark.parametrize("command", all_commands())
+@pytest.mark.parametrize("command", all_commands(), ids=all_commands())
 def test_shown_command_runs(command: str, workspace: Path, tmp_path: Path) -> None:
     journey = JOURNEYS.get(command)
     if journey is None:
