@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import pickle
 import shutil
 from pathlib import Path
 
@@ -23,9 +22,7 @@ import numpy as np
 from journeys.commands import ROOT as REPO
 from mnist_files import write_idx
 from PIL import Image
-
-CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
-PER_BATCH = 8  # CIFAR images per batch file: 40 train, 8 test
+from split_files import write_cifar10_splits
 
 MYNET = '''"""A user's own model, written as people write them: functional ops in forward."""
 import torch.nn as nn
@@ -45,23 +42,6 @@ class Net(nn.Module):
         x = F.relu(self.conv2(x))
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 '''
-
-
-def write_cifar10(root: Path, seed: int = 0) -> None:
-    """``cifar-10-batches-py`` with all six batch files and ``batches.meta`` (pickle protocol 2)."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for name in [*CIFAR_TRAIN, "test_batch"]:
-        batch = {
-            "batch_label": name,
-            "labels": [int(v) for v in rng.integers(0, 10, PER_BATCH)],
-            "data": rng.integers(0, 256, (PER_BATCH, 3072), dtype=np.uint8),
-            "filenames": [f"img_{i}.png" for i in range(PER_BATCH)],
-        }
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    meta = {"label_names": [f"class{i}" for i in range(10)], "num_cases_per_batch": PER_BATCH}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
 
 
 def write_mnist(raw: Path, splits: tuple[str, ...], n: int = 32, seed: int = 0) -> None:
@@ -91,8 +71,8 @@ def write_jpeg_folder(folder: Path, classes: int = 2, per_class: int = 4, seed: 
 
 
 def write_datasets(root: Path) -> None:
-    write_cifar10(root / "home" / "data")
-    write_cifar10(root / "data-root", seed=1)
+    write_cifar10_splits(root / "home" / "data")
+    write_cifar10_splits(root / "data-root")
     write_mnist(root / "data-root" / "MNIST" / "raw", ("train", "test"))
     write_mnist(root / "shared" / "data" / "mnist" / "MNIST" / "raw", ("test",), n=64, seed=2)
     write_jpeg_folder(root / "images" / "val")
