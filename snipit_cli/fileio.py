@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import socket
-import tempfile
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -58,10 +57,11 @@ class _Plan:
 _PLANS: dict[str, _Plan] = {}
 
 
-def check_writable(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
+def check_writable(path: Path, force: bool, inputs: tuple[Path, ...] = (), option: str = "-o") -> None:
     """Refuse, before any work: a missing or unwritable folder, a folder as the target, any name
     for an input file (a hard link, a symlink, a bind mount: compared by device and inode), and an
-    existing ``path`` (a dangling symlink too) without ``force``."""
+    existing ``path`` (a dangling symlink too) without ``force``. ``option`` names the path's
+    option in the advice."""
     _check_folder(path)
     clean_leftovers(path.parent)
     if path.is_dir():
@@ -71,9 +71,10 @@ def check_writable(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> No
     if os.path.lexists(path) and not force:
         if not path.exists():
             raise OutputError(
-                f"{path} is a symlink to a missing file; pass --force to replace the link or choose another -o"
+                f"{path} is a symlink to a missing file; pass --force to replace the link "
+                f"or choose another {option}"
             )
-        raise OutputError(f"{path} already exists; pass --force to overwrite it or choose another -o")
+        raise OutputError(f"{path} already exists; pass --force to overwrite it or choose another {option}")
     _PLANS[_key(path)] = _Plan(force)
 
 
@@ -189,7 +190,8 @@ def _publish_all(temps: dict[Path, Path]) -> None:
     try:
         for target, tmp in temps.items():
             plan = _PLANS.get(_key(target))
-            may_replace = plan is None or plan.force or (plan.ours is not None and plan.ours == _identity(target))
+            ours = plan is not None and plan.ours is not None and plan.ours == _identity(target)
+            may_replace = plan is None or plan.force or ours
             published.append((target, _publish(tmp, target, may_replace)))
             if plan is not None:
                 plan.ours = _identity(target)
@@ -264,6 +266,8 @@ def _take_back(target: Path, backup: Path | None) -> None:
     with suppress(OSError):
         if backup is None:
             target.unlink()
+        elif _same_file(backup, target):  # a hard-linked backup of a file never replaced
+            backup.unlink()
         else:
             os.replace(backup, target)
 

@@ -21,8 +21,10 @@ INTERRUPTED = 130  # 128 + SIGINT
 BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell sees from `git log | head`
 
 
-#: What the system says when a file cannot be written, and what the user can do about it. An
-#: OSError with one of these errnos is the machine's state, not a snipit bug: one line, exit 2.
+#: Why the system refused a write, and what the user can do about it (the advice that follows
+#: ``error: cannot write FILE: <the system's words>``). Any other OSError with one of these errnos
+#: is the machine's state too (a folder it may not read, a failing disk), not a snipit bug: it
+#: gets one line naming the file, without the advice, and exit 2 as well.
 OS_ERRORS: dict[int, str] = {
     errno.ENOSPC: "free some space there or choose another -o folder",
     errno.EDQUOT: "free some of your quota or choose another -o folder",
@@ -39,11 +41,12 @@ OS_ERRORS: dict[int, str] = {
 def os_error_message(exc: OSError) -> str | None:
     """The one line for an OSError the user's machine caused; None for one that is snipit's bug."""
     advice = OS_ERRORS.get(exc.errno or 0)
-    if not isinstance(exc, WriteError) and advice is None:
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+    if isinstance(exc, WriteError):
+        return f"cannot write {exc.filename}: {reason}" + (f" ({advice})" if advice else "")
+    if advice is None:
         return None
-    what = f"cannot write {exc.filename}" if isinstance(exc, WriteError) else (exc.filename or "a file")
-    reason = exc.strerror or os.strerror(exc.errno or 0)
-    return f"{what}: {reason} ({advice})" if advice else f"{what}: {reason}"
+    return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
 class Terminated(KeyboardInterrupt):

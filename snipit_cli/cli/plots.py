@@ -18,7 +18,7 @@ def check_plot_path(path: Path, force: bool, inputs: tuple[Path, ...]) -> None:
     --force, never one of the models being described."""
     if path.suffix.lower() != ".png":
         raise UsageError(f"--plot writes PNG files; use a name ending in .png, not {path.name}")
-    check_writable(path, force, inputs)
+    check_writable(path, force, inputs, option="--plot")
 
 
 def _pyplot():
