@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 from typing import Annotated
 
 import typer
@@ -57,13 +58,24 @@ def _terminated(signum: int, _frame: object) -> None:
     raise Terminated(signum)
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning (torch's UserWarnings) as one ``warning:`` line, without the source
+    line of the library that raised it; ``--quiet`` silences them (see Output)."""
+    text = " ".join(str(message).split())
+    (file or sys.stderr).write(f"warning: {text} ({category.__name__})\n")
+
+
 def main() -> None:
     """Console-script entry point.
 
     Click's own usage errors (``--sparsity abc``, an unknown flag) are printed in the same one-line
-    format as snipit's errors instead of Typer's multi-line box.
+    format as snipit's errors instead of Typer's multi-line box. A file size limit (``ulimit -f``)
+    makes a too-big write fail with EFBIG, which is reported, instead of killing the process with
+    SIGXFSZ and leaving its temp file behind.
     """
     signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    warnings.showwarning = _warning_line
     try:
         code = app(prog_name="snipit", standalone_mode=False)
     except typer.TyperException as exc:  # click's usage errors, as Typer re-exports them

@@ -2,20 +2,51 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import typer
 
 from snipit_cli.errors import SnipitError
+from snipit_cli.fileio import WriteError
 from snipit_cli.parallel import launched
 from snipit_cli.pruning.sync import AGREED, PeerError
 
 INTERNAL = 1
 INTERRUPTED = 130  # 128 + SIGINT
 BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell sees from `git log | head`
+
+
+#: Why the system refused a write, and what the user can do about it (the advice that follows
+#: ``error: cannot write FILE: <the system's words>``). Any other OSError with one of these errnos
+#: is the machine's state too (a folder it may not read, a failing disk), not a snipit bug: it
+#: gets one line naming the file, without the advice, and exit 2 as well.
+OS_ERRORS: dict[int, str] = {
+    errno.ENOSPC: "free some space there or choose another -o folder",
+    errno.EDQUOT: "free some of your quota or choose another -o folder",
+    errno.EFBIG: "the file system or the file size limit (ulimit -f) allows no file this big",
+    errno.EROFS: "that file system is mounted read-only; choose another -o folder",
+    errno.EACCES: "you may not write there; choose another -o folder",
+    errno.EPERM: "you may not write there; choose another -o folder",
+    errno.EISDIR: "a folder has that name; choose a file name",
+    errno.ENAMETOOLONG: "choose a shorter file name",
+    errno.EIO: "the disk reported an I/O error; check it or choose another -o folder",
+}
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """The one line for an OSError the user's machine caused; None for one that is snipit's bug."""
+    advice = OS_ERRORS.get(exc.errno or 0)
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+    if isinstance(exc, WriteError):
+        return f"cannot write {exc.filename}: {reason}" + (f" ({advice})" if advice else "")
+    if advice is None:
+        return None
+    return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
 class Terminated(KeyboardInterrupt):
@@ -80,17 +111,32 @@ def error_boundary(debug: bool) -> Iterator[None]:
         if _rank() == 0:
             sys.stderr.write("interrupted; no partial output was left behind\n")
         raise typer.Exit(getattr(exc, "exit_code", INTERRUPTED)) from None
+    except OSError as exc:
+        if debug:
+            raise
+        message = os_error_message(exc)
+        if message is None:
+            _internal(exc)
+        prefix = _speaker(exc)
+        if prefix is not None:
+            report_error(prefix + message)
+        raise typer.Exit(2) from None
     except Exception as exc:
         if debug:
             raise
-        prefix = _speaker(exc)
-        if prefix is None:
-            raise typer.Exit(INTERNAL) from None
-        sys.stderr.write(
-            prefix + f"internal error: {type(exc).__name__}: {_one_line(str(exc))} "
-            "(re-run with --debug for the traceback)\n"
-        )
+        _internal(exc)
+
+
+def _internal(exc: Exception) -> NoReturn:
+    """An error snipit did not foresee: its type and text, pointing at --debug; exit 1."""
+    prefix = _speaker(exc)
+    if prefix is None:
         raise typer.Exit(INTERNAL) from None
+    sys.stderr.write(
+        prefix + f"internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+        "(re-run with --debug for the traceback)\n"
+    )
+    raise typer.Exit(INTERNAL) from None
 
 
 def silence_stdout() -> None:

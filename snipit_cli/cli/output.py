@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -42,6 +43,8 @@ class Output:
         self.quiet = quiet or silent
         self.err = Console(stderr=True)
         self.interactive = self.err.is_terminal and not self.quiet
+        if self.quiet:  # nothing on stderr but an error: torch's UserWarnings neither
+            warnings.filterwarnings("ignore")
 
     def note(self, message: str) -> None:
         """A one-line remark the user should see (data shortfalls, ...); silent with --quiet."""

@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from snipit_cli.errors import UsageError
-from snipit_cli.fileio import write_atomic
+from snipit_cli.fileio import check_writable, write_atomic
+
+
+def check_plot_path(path: Path, force: bool, inputs: tuple[Path, ...]) -> None:
+    """Before any work: a PNG name, in a folder that exists, not an existing file without
+    --force, never one of the models being described."""
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"--plot writes PNG files; use a name ending in .png, not {path.name}")
+    check_writable(path, force, inputs, option="--plot")
 
 
 def _pyplot():
@@ -61,8 +69,6 @@ def plot_compare(doc: dict[str, Any], path: Path) -> None:
 
 
 def _save(fig, plt, path: Path) -> None:
-    if path.suffix.lower() != ".png":
-        raise UsageError(f"--plot writes PNG files; use a name ending in .png, not {path.name}")
     try:
         write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     finally:

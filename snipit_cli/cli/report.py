@@ -16,7 +16,7 @@ from snipit_cli.cli.formats import compare_tables, csv_text, markdown, report_ta
 from snipit_cli.cli.output import Output
 from snipit_cli.cli.parsing import data_options as parsed_data_options
 from snipit_cli.cli.parsing import model_options
-from snipit_cli.cli.plots import plot_compare, plot_layers
+from snipit_cli.cli.plots import check_plot_path, plot_compare, plot_layers
 from snipit_cli.data.specs import parse_data_spec
 from snipit_cli.errors import UsageError
 from snipit_cli.models.arch import LIBRARY_PREFIXES
@@ -46,6 +46,7 @@ LatencyBatch = Annotated[
 Repeats = Annotated[int, typer.Option(help="Timed forward passes per batch size, after warm-up.")]
 Warmup = Annotated[int, typer.Option(help="Untimed warm-up passes per batch size.")]
 Plot = Annotated[Path | None, typer.Option(help="Write a PNG chart (needs the plot extra: matplotlib).")]
+PlotForce = Annotated[bool, typer.Option("--force", help="Replace an existing --plot file.")]
 
 
 def _request(
@@ -76,6 +77,11 @@ def _request(
 
 def _is_library(spec: str) -> bool:
     return spec.partition(":")[0] in LIBRARY_PREFIXES
+
+
+def _check_plot(plot: Path | None, force: bool, specs: list[str]) -> None:
+    if plot is not None:
+        check_plot_path(plot, force, tuple(Path(s) for s in specs if Path(s).is_file()))
 
 
 def _emit(out: Output, doc: dict[str, Any], tables, fmt: Format | None, json_: bool) -> None:
@@ -116,6 +122,7 @@ def report(
     fmt: FormatOpt = None,
     json_: opt.Json = False,
     plot: Plot = None,
+    force: PlotForce = False,
     debug: opt.Debug = False,
 ) -> None:
     """Describe MODEL: per-layer shapes, params, sparsity and MACs, totals, file size;
@@ -127,6 +134,7 @@ def report(
             data_root, split, download, batch_size, mean, std, workers, eval_, eval_batches, latency,
             latency_batch, repeats, warmup,
         )  # fmt: skip
+        _check_plot(plot, force, [model])
         doc = describe(request)
         if plot:
             plot_layers(doc, plot)
@@ -159,6 +167,7 @@ def compare_cmd(
     fmt: FormatOpt = None,
     json_: opt.Json = False,
     plot: Plot = None,
+    force: PlotForce = False,
     debug: opt.Debug = False,
 ) -> None:
     """Compare models side by side (the first is the baseline): params, MACs, file size,
@@ -196,6 +205,7 @@ def compare_cmd(
             )  # fmt: skip
             for m in models
         ]
+        _check_plot(plot, force, models)
         doc = compare(requests)
         if plot:
             plot_compare(doc, plot)

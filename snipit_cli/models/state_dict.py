@@ -51,7 +51,15 @@ def read_torch_file(path: Path, trust_pickle: bool = False) -> Any:
                 "--trust-pickle; better, save model.state_dict() and pass --arch"
             ) from exc
     except (RuntimeError, EOFError, OSError) as exc:
-        raise ModelError(f"cannot read {path} as a PyTorch checkpoint: {_first_line(exc)}") from exc
+        # torch's text for its oldest (tar) format advises weights_only=False, which no snipit
+        # user can pass: --trust-pickle is that choice here.
+        if "legacy .tar format" not in str(exc):
+            raise ModelError(f"cannot read {path} as a PyTorch checkpoint: {_first_line(exc)}") from exc
+        if not trust_pickle:
+            raise UnsafeCheckpointError(
+                f"{path} is in PyTorch's legacy .tar format, which loads only by unpickling (that could "
+                "run code from the file). If you trust its source, re-run with --trust-pickle"
+            ) from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
