@@ -45,3 +45,14 @@ def test_dependencies_have_lower_bounds():
     deps = {re.split(r"[<>=!~ ]", d)[0]: d for d in project["dependencies"]}
     assert {"torch", "torchvision", "timm", "typer", "rich", "safetensors", "torch-pruning"} <= deps.keys()
     assert all(">=" in d for d in deps.values())
+
+
+def test_every_test_the_safety_section_names_exists():
+    section = README.split("## Safety", 1)[1].split("\n## ", 1)[0]
+    named, current = [], None
+    for path, name in re.findall(r"`(tests/[\w/]+\.py)?::(\w+)`", section):
+        current = path or current
+        named.append((current, name))
+    assert named, "the Safety section names its tests"
+    missing = [f"{p}::{n}" for p, n in named if f"def {n}(" not in (ROOT / p).read_text()]
+    assert missing == []
