@@ -334,14 +334,19 @@ def _idx_header(f: Any, dims: int) -> tuple[int, ...]:
     return struct.unpack(f">{dims}I", header)
 
 
-def _read_into(f: Any, buffer: bytearray) -> int:
-    """Fill ``buffer`` from ``f`` until full or end of file; the number of bytes read."""
-    view, got = memoryview(buffer), 0
+def _read_into(f: Any, buffer: bytearray, chunk: int = 1 << 20) -> int:
+    """Fill ``buffer`` from ``f`` until full or end of file; the number of bytes read.
+
+    In chunks of 1 MiB: ``GzipFile.readinto`` reads the whole request into a temporary bytes
+    first, which would double the peak.
+    """
+    got = 0
     while got < len(buffer):
-        n = f.readinto(view[got:])
-        if not n:
+        data = f.read(min(chunk, len(buffer) - got))
+        if not data:
             break
-        got += n
+        buffer[got : got + len(data)] = data
+        got += len(data)
     return got
 
 

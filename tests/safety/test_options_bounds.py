@@ -5,13 +5,12 @@ nothing written. Runs through the console script's own entry point, as users see
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from tiny_models import TinyCNN
-
-from snipit_cli.data.build import usable_cpus
 
 ARCH = "tiny_models:TinyCNN"
 TINY = ("prune", "tiny.pt", "--arch", ARCH, "--input-size", "3,8,8", "--batches", "1", "--batch-size", "4")
@@ -113,7 +112,7 @@ def test_an_empty_layer_from_unknown_kwargs_is_blamed_on_the_kwargs_not_the_inpu
 
 
 def test_workers_beyond_the_usable_cpus_are_refused_saying_why(tmp_path, monkeypatch, capsys):
-    cpus = usable_cpus()
+    cpus = len(os.sched_getaffinity(0))
     line = refused(tmp_path, monkeypatch, capsys, (*TINY, "--workers", str(cpus + 1)))
     assert f"--workers {cpus + 1} is more than the {cpus} CPUs" in line
     assert f"pass --workers {cpus} or fewer" in line
