@@ -134,8 +134,8 @@ def _check_keeps_some(schedule: list[float], total: int) -> None:
     if schedule and total and count_to_prune(max(schedule), total) >= total:
         raise UsageError(
             f"--sparsity {max(schedule)} of {total:,} prunable weights rounds to 0 kept weights: the "
-            f"model would have none left; keep at least one weight: --sparsity at most 1 - 1/{total} "
-            f"= {math.floor((total - 1) / total * 1e12) / 1e12}"
+            "model would have none left, with or without --allow-collapse; keep at least one weight: "
+            f"--sparsity at most 1 - 1/{total} = {math.floor((total - 1) / total * 1e12) / 1e12}"
         )
 
 
