@@ -49,13 +49,43 @@ def parse_json_object(text: str | None, option: str) -> dict[str, Any] | None:
     return value
 
 
+#: Keyword arguments that, in timm, torchvision and snipit's own models, count something a
+#: model needs at least one of: zero or negative builds empty or impossible layers (torch then
+#: warns per layer and fails far from the cause), a float or bool is never meant.
+COUNT_KWARGS = ("num_classes", "in_chans", "in_channels", "width", "img_size", "embed_dim", "depth")
+
+
+def parse_arch_kwargs(text: str | None) -> dict[str, Any] | None:
+    """``--arch-kwargs``: a JSON object whose well-known counts are positive integers."""
+    kwargs = parse_json_object(text, "--arch-kwargs")
+    for key in COUNT_KWARGS:
+        value = (kwargs or {}).get(key)
+        if isinstance(value, bool) or (isinstance(value, int | float) and not _positive_int(value)):
+            raise UsageError(
+                f"--arch-kwargs {key} must be a positive integer, got {json.dumps(value)}: the model "
+                f"cannot be built with {key}={json.dumps(value)}"
+            )
+    return kwargs
+
+
+def _positive_int(value: float) -> bool:
+    return isinstance(value, int) and value >= 1
+
+
+def check_num_classes(num_classes: int | None) -> int | None:
+    """``--num-classes`` is a classifier's output count: at least 1 when given."""
+    if num_classes is not None and num_classes < 1:
+        raise UsageError(f"--num-classes must be at least 1 (snipit prunes classifiers), got {num_classes}")
+    return num_classes
+
+
 def model_options(spec, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size) -> ModelOptions:
     """The model flags shared by prune and train, parsed."""
     return ModelOptions(
         spec=spec,
         arch=arch,
-        arch_kwargs=parse_json_object(arch_kwargs, "--arch-kwargs"),
-        num_classes=num_classes,
+        arch_kwargs=parse_arch_kwargs(arch_kwargs),
+        num_classes=check_num_classes(num_classes),
         pretrained=pretrained,
         trust_pickle=trust_pickle,
         input_size=parse_input_size(input_size) if input_size else None,

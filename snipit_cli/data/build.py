@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +39,39 @@ class DataOptions:
             raise UsageError(f"--split must be train or test, got {self.split!r}")
         if self.batch_size < 1 or self.batches < 1:
             raise UsageError("--batches and --batch-size must be at least 1")
-        if self.workers < 0:
-            raise UsageError("--workers must be 0 or more")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(
+                f"--seed must be an integer from 0 to 2**63 - 1 = {MAX_SEED} (what every random "
+                f"generator snipit seeds accepts), got {self.seed}"
+            )
+        check_workers(self.workers)
+
+
+#: Largest --seed: torch, numpy and Python's generators all take 0..2**63 - 1 (torch refuses
+#: 2**64 and up, numpy any negative seed).
+MAX_SEED = 2**63 - 1
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_workers(workers: int) -> None:
+    """``--workers`` between 0 and the usable CPUs: each worker is a whole process (a copy of the
+    dataset and of torch, tens of MB), and more of them than CPUs decode no faster."""
+    if workers < 0:
+        raise UsageError("--workers must be 0 or more")
+    cpus = usable_cpus()
+    if workers > cpus:
+        raise UsageError(
+            f"--workers {workers} is more than the {cpus} CPUs this process may use: each worker is a "
+            f"process of its own with its own memory, and more than one per CPU decodes no faster; "
+            f"pass --workers {cpus} or fewer"
+        )
 
 
 def open_dataset(options: DataOptions) -> Dataset | None:
@@ -112,9 +145,40 @@ def calibration_data(
         rank=rank,
         world_size=world_size,
     )
+    batch = options.batch_size if dataset is None else min(options.batch_size, len(dataset))  # type: ignore[arg-type]
+    check_batch_memory(batch, model_input.size)
     if dataset is None:
         return SyntheticData(**common, size=model_input.size, num_classes=num_classes)
     transform = model_transform(options, dataset, model_input)
     return DatasetData(
         **common, dataset=dataset, transform=transform, num_classes=num_classes, workers=options.workers
     )
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM of this machine, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_batch_memory(batch: int, size: tuple[int, ...]) -> None:
+    """Refuse a --batch-size whose input tensor alone (float32) exceeds the machine's memory,
+    before torch tries to allocate it (its own error is an allocator trace)."""
+    needed = batch * math.prod(size) * 4
+    memory = physical_memory()
+    if memory is not None and needed > memory:
+        raise UsageError(
+            f"--batch-size {batch} needs {_bytes(needed)} for one batch of {'x'.join(map(str, size))} "
+            f"float32 inputs, more than this machine's {_bytes(memory)} of memory; lower --batch-size "
+            "(--batches sets how many batches are read)"
+        )
+
+
+def _bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} PB"

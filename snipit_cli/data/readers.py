@@ -8,10 +8,15 @@ files it read, so two splits that would read the same images can be told apart f
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import pickle
 import random
-import tempfile
-from collections.abc import Callable
+import struct
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,7 +90,14 @@ _CIFAR = {
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays only: a CIFAR batch cannot run code."""
+    """Unpickles plain containers and numpy arrays only: a CIFAR batch cannot run code.
+
+    The callables it allows are wrapped so that what they build stays within the file: an
+    allow-listed ``bytearray(2**62)`` or ``_reconstruct`` of a 2**40-element array would allocate
+    without bound, and ``_codecs.encode`` with an unknown codec fails deep inside; each refuses
+    instead, with ``pickle.UnpicklingError``. Everything else a crafted file can do (APPEND on a
+    dict, a huge integer) raises in the unpickler and is caught by :func:`_unpickle`.
+    """
 
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"),
@@ -98,18 +110,65 @@ class _ArrayUnpickler(pickle.Unpickler):
         ("builtins", "bytearray"),
     }
 
+    def __init__(self, file: Any, limit: int):
+        super().__init__(file, encoding="latin1")
+        self.limit = limit  # no array or buffer is larger than the file it came from
+
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a dataset file")
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a dataset file")
+        found = super().find_class(module, name)
+        if name == "bytearray":
+            return self._bytearray
+        if name == "encode":
+            return _latin1_encode
+        if name == "ndarray":
+            return _NDARRAY  # only as _reconstruct's argument: ndarray(shape) itself allocates
+        if name == "_reconstruct":
+            return self._reconstruct(found)
+        return found
+
+    def _reconstruct(self, reconstruct: Callable) -> Callable:
+        def bounded(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
+            if cls is not _NDARRAY:
+                raise pickle.UnpicklingError("_reconstruct of anything but a numpy array is refused")
+            return reconstruct(np.ndarray, self._bounded(shape, np.dtype(dtype)), dtype)
+
+        return bounded
+
+    def _bytearray(self, *args: Any) -> bytearray:
+        """``bytearray(bytes)`` only (what pickle writes); ``bytearray(n)`` allocates n bytes."""
+        if len(args) > 1 or (args and not isinstance(args[0], bytes | bytearray)):
+            raise pickle.UnpicklingError("bytearray(...) of anything but bytes is refused")
+        return bytearray(*args)
+
+    def _bounded(self, shape: Any, dtype: np.dtype) -> Any:
+        if not (isinstance(shape, tuple) and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise pickle.UnpicklingError(f"array shape {shape!r} is not a tuple of sizes")
+        if math.prod(shape) * dtype.itemsize > self.limit:
+            raise pickle.UnpicklingError(f"an array of shape {shape} is larger than the file")
+        return shape
+
+
+#: Stands for ``numpy.ndarray`` in an unpickled batch; only ``_reconstruct`` accepts it.
+_NDARRAY = object()
+
+
+def _latin1_encode(text: Any, codec: Any = "utf-8", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as pickle protocol 2 uses it (str -> latin-1 bytes), nothing else."""
+    if not isinstance(text, str) or codec not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode with codec {codec!r} is refused (pickles use latin1)")
+    return text.encode("latin1", errors)
 
 
 def _unpickle(path: Path) -> dict:
+    """The batch's object; any failure of a crafted file (every exception of unpickling, memory
+    included) is a DataError naming it."""
     try:
         with path.open("rb") as f:
-            return _ArrayUnpickler(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-        raise DataError(f"{path} is not a valid CIFAR batch: {exc}") from exc
+            return _ArrayUnpickler(f, limit=os.fstat(f.fileno()).st_size).load()
+    except Exception as exc:
+        raise DataError(f"{path} is not a valid CIFAR batch: {exc or type(exc).__name__}") from exc
 
 
 def read_cifar(name: str, root: Path, split: str, download: bool) -> TensorImages:
@@ -138,15 +197,35 @@ def read_cifar(name: str, root: Path, split: str, download: bool) -> TensorImage
 
 
 def _cifar_arrays(batch: Any, name: str, label_key: str, path: Path) -> tuple[np.ndarray, list[int]]:
-    """The (N, 3, 32, 32) images and N labels of one batch, or a DataError naming the file."""
-    try:
-        data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        labels = [int(v) for v in batch[label_key]]
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
-        raise DataError(f"{path} is not a valid {name} batch: {exc!r}") from exc
+    """The (N, 3, 32, 32) images and N labels of one batch, or a DataError naming the file.
+
+    ``data`` must be the uint8 array real batches hold: a list would be expanded by numpy, and a
+    list of N references to one row is a small file that expands to N rows.
+    """
+    bad = f"{path} is not a valid {name} batch"
+    if not isinstance(batch, dict):
+        raise DataError(f"{bad}: it holds a {type(batch).__name__}, not a dict of data and labels")
+    for key in ("data", label_key):
+        if key not in batch:
+            raise DataError(f"{bad}: no {key!r} entry (it has {', '.join(map(repr, list(batch)[:6]))})")
+    data, labels = batch["data"], batch[label_key]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.size % 3072:
+        what = (
+            f"{data.dtype} array of shape {data.shape}"
+            if isinstance(data, np.ndarray)
+            else type(data).__name__
+        )
+        raise DataError(f"{bad}: 'data' is a {what}, not uint8 rows of 3072 (3x32x32) values")
+    data = data.reshape(-1, 3, 32, 32)
+    classes = _CIFAR[name].info.num_classes
+    if not isinstance(labels, list | tuple | np.ndarray):
+        raise DataError(f"{bad}: {label_key!r} is a {type(labels).__name__}, not a list of labels")
+    for i, label in enumerate(labels):
+        if isinstance(label, bool) or not isinstance(label, int | np.integer) or not 0 <= label < classes:
+            raise DataError(f"{bad}: label {i} is {label!r}, not a class index from 0 to {classes - 1}")
     if len(labels) != len(data):
-        raise DataError(f"{path} is not a valid {name} batch: {len(data)} images but {len(labels)} labels")
-    return data, labels
+        raise DataError(f"{bad}: {len(data)} images but {len(labels)} labels")
+    return data, [int(v) for v in labels]
 
 
 def _other_split(split: str) -> str:
@@ -167,7 +246,7 @@ def read_mnist(name: str, root: Path, split: str, download: bool) -> TensorImage
     """MNIST-format idx files (gzipped or not) in torchvision's layout ``root/<Name>/raw/``.
 
     torchvision's ``MNIST`` class insists on all four files; this reads only the split asked for,
-    with torchvision's own idx readers.
+    with :func:`read_idx` (bounded by each file's header).
     """
     info, tv_class = _MNIST_INFO[name]
     prefix = _MNIST_PREFIX[split]
@@ -187,10 +266,8 @@ def read_mnist(name: str, root: Path, split: str, download: bool) -> TensorImage
             + (f"only the {other} split is there (--split {other} reads it); or " if present else "")
             + f"point --data-root at the folder holding {tv_class}/, or pass --download"
         )
-    from torchvision.datasets.mnist import read_image_file, read_label_file
-
-    x = _read_idx(images, read_image_file)
-    y = _read_idx(labels, read_label_file)
+    x = read_idx(images, dims=3)
+    y = read_idx(labels, dims=1)
     if x.dim() != 3 or len(x) != len(y):
         raise DataError(f"{images} and {labels} do not match: {tuple(x.shape)} images, {len(y)} labels")
     return TensorImages(x.unsqueeze(1), y.long(), info, (str(images.resolve()), str(labels.resolve())))
@@ -204,17 +281,73 @@ def _find_idx(folder: Path, prefix: str, kind: str) -> Path | None:
     return None
 
 
-def _read_idx(path: Path, reader: Callable[[str], torch.Tensor]) -> torch.Tensor:
+#: Most payload bytes an idx file may declare: a million 28x28 images (MNIST's 60,000 take
+#: 47 MB; EMNIST's largest split fits). The header is read first, so a file that declares more
+#: is refused before anything is allocated for it.
+MAX_IDX_BYTES = 1_000_000 * 28 * 28
+#: idx type code of unsigned bytes, the only one MNIST-format files use.
+_IDX_UBYTE = 0x08
+
+
+def read_idx(path: Path, dims: int) -> torch.Tensor:
+    """A uint8 idx file (gzipped when named .gz) with ``dims`` dimensions, as a tensor.
+
+    Not torchvision's ``read_image_file``: it needs a plain file on disk (so a gzip would be
+    decompressed whole, into a temp file and memory, before its header is seen) and reads all of
+    it. Here the header comes first and bounds the rest: the payload it declares is at most
+    :data:`MAX_IDX_BYTES`, is decompressed as a stream into one buffer of that size, and the file
+    must end there; a gzip bomb costs no more than its header's honest claim.
+    """
     try:
-        if path.suffix != ".gz":
-            return reader(str(path))
-        with tempfile.TemporaryDirectory() as tmp:
-            plain = Path(tmp) / path.stem
-            with gzip.open(path, "rb") as src:
-                plain.write_bytes(src.read())
-            return reader(str(plain))
-    except (OSError, AssertionError, RuntimeError, ValueError, EOFError, TypeError, KeyError) as exc:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as f:
+            shape = _idx_header(f, dims)
+            size = math.prod(shape)
+            if size > MAX_IDX_BYTES:
+                raise DataError(
+                    f"{path} is not a valid idx file: its header declares {'x'.join(map(str, shape))} = "
+                    f"{size:,} bytes, more than the {MAX_IDX_BYTES:,} of a million 28x28 images"
+                )
+            buffer = bytearray(size + 1)  # one byte more: a longer file is refused, not cut short
+            got = _read_into(f, buffer)
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path} is not a valid idx file: {exc or type(exc).__name__}") from exc
+    if got != size:
+        what = "ends early" if got < size else "goes on"
+        raise DataError(
+            f"{path} is not a valid idx file: it {what} after its header's {'x'.join(map(str, shape))} "
+            f"({size:,} bytes) payload (read {min(got, size):,}{'+' if got > size else ''})"
+        )
+    return torch.from_numpy(np.frombuffer(buffer, np.uint8, count=size).reshape(shape))
+
+
+def _idx_header(f: Any, dims: int) -> tuple[int, ...]:
+    """The shape an idx header declares: magic ``00 00 08 dims``, then ``dims`` big-endian int32."""
+    magic = f.read(4)
+    if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] != _IDX_UBYTE or magic[3] != dims:
+        raise EOFError(
+            f"magic {magic.hex() or 'missing'}, not 000008{dims:02x} (uint8 with {dims} dimension"
+            f"{'s' if dims > 1 else ''})"
+        )
+    header = f.read(4 * dims)
+    if len(header) < 4 * dims:
+        raise EOFError("its header ends early")
+    return struct.unpack(f">{dims}I", header)
+
+
+def _read_into(f: Any, buffer: bytearray, chunk: int = 1 << 20) -> int:
+    """Fill ``buffer`` from ``f`` until full or end of file; the number of bytes read.
+
+    In chunks of 1 MiB: ``GzipFile.readinto`` reads the whole request into a temporary bytes
+    first, which would double the peak.
+    """
+    got = 0
+    while got < len(buffer):
+        data = f.read(min(chunk, len(buffer) - got))
+        if not data:
+            break
+        buffer[got : got + len(data)] = data
+        got += len(data)
+    return got
 
 
 # ---------------------------------------------------------------- image folders
@@ -252,12 +385,10 @@ class ImageFolderImages(Dataset):
     """
 
     def __init__(self, root: Path):
-        from torchvision.datasets import ImageFolder
-
         if not root.is_dir():
             raise DataError(f"image folder {root} does not exist; check the path in --data")
         try:
-            self.folder = ImageFolder(str(root))
+            self.folder = _loop_safe_image_folder()(str(root))
         except (FileNotFoundError, RuntimeError) as exc:
             raise DataError(
                 f"{root} is not an image folder (one sub-folder per class of images): {exc}"
@@ -275,29 +406,112 @@ class ImageFolderImages(Dataset):
         return len(self.folder)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
         from torchvision.transforms.v2.functional import pil_to_tensor
 
         path, label = self.folder.samples[i]
         try:
-            with Image.open(path) as img:
+            with open_image(path) as img:
                 return pil_to_tensor(img.convert("RGB")), label
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"cannot decode image {path}: {exc}; remove or replace the file") from exc
 
 
+@contextmanager
+def open_image(path: str) -> Iterator[Any]:
+    """``PIL.Image.open``, with PIL's decompression-bomb guard as a DataError naming the file.
+
+    PIL raises ``DecompressionBombError`` (not an ``OSError``) for a header claiming over twice
+    ``Image.MAX_IMAGE_PIXELS`` pixels and only warns between once and twice that; both are
+    refused here, before any pixel is decoded: no calibration image is 89 million pixels.
+    """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        why = str(exc).split(", could be", 1)[0]  # "Image size (N pixels) exceeds limit of M pixels"
+        raise DataError(
+            f"image {path} is refused as a decompression bomb: {why}; remove or replace the file"
+        ) from None
+    with img:
+        yield img
+
+
+def _loop_safe_image_folder() -> type:
+    """torchvision's ``ImageFolder`` with a sample scan that ends on a symlink loop.
+
+    torchvision's ``make_dataset`` walks with ``os.walk(followlinks=True)``, which re-enters a
+    folder linked to its own parent until paths hit the OS's symlink limit: with two such links
+    that is 2**40 folders, a scan that never ends. This walk is the same (same order, same files,
+    torchvision's extension check and its error for an empty class) but enters each real folder
+    once per class, keyed by (device, inode).
+    """
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import has_file_allowed_extension
+
+    class LoopSafeImageFolder(ImageFolder):
+        @staticmethod
+        def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+            def valid(path: str) -> bool:
+                return is_valid_file(path) if is_valid_file else has_file_allowed_extension(path, extensions)
+
+            samples, empty = [], set()
+            root = os.path.expanduser(directory)
+            for name in sorted(class_to_idx):
+                before = len(samples)
+                for folder, files in sorted(_walk_once(os.path.join(root, name), root)):
+                    paths = [os.path.join(folder, f) for f in sorted(files)]
+                    samples += [(path, class_to_idx[name]) for path in paths if valid(path)]
+                if len(samples) == before:
+                    empty.add(name)
+            if empty and not allow_empty:
+                raise FileNotFoundError(
+                    f"Found no valid file for the classes {', '.join(sorted(empty))}. "
+                    f"Supported extensions are: {', '.join(extensions or ())}"
+                )
+            return samples
+
+    return LoopSafeImageFolder
+
+
+def _walk_once(top: str, root: str) -> Iterator[tuple[str, list[str]]]:
+    """(folder, file names) under ``top``, following links, each real folder once; a link back
+    to the dataset's ``root`` is a loop too (it would read the other classes' images as this one)."""
+    seen = {_folder_key(root)}
+    for folder, subfolders, files in os.walk(top, followlinks=True):
+        key = _folder_key(folder)
+        if key is None or key in seen:
+            subfolders[:] = []
+            continue
+        seen.add(key)
+        yield folder, files
+
+
+def _folder_key(folder: str) -> tuple[int, int] | None:
+    """(device, inode) of a folder: the same folder however many links lead to it."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _header_sizes(paths: list[str]) -> set[tuple[int, int]]:
     """(height, width) of a seeded sample of the images, from their headers (no decoding).
 
-    A file that does not open is skipped here: reading it later names it.
+    A file that does not open is skipped here: reading it later names it. A decompression bomb
+    is refused at once (named).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     picked = paths if len(paths) <= SIZE_SAMPLE else random.Random(0).sample(paths, SIZE_SAMPLE)
     sizes = set()
     for path in picked:
         try:
-            with Image.open(path) as img:
+            with open_image(path) as img:
                 sizes.add((img.height, img.width))
         except (UnidentifiedImageError, OSError):
             continue

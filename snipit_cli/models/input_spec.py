@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,11 +56,18 @@ def _torchvision_spec(name: str) -> InputSpec | None:
 
 
 def probe_num_classes(model: nn.Module, size: Size, device: torch.device) -> int:
-    """Run one zero image through the model: checks the input size and reads the class count."""
+    """Run one zero image through the model: checks the input size and reads the class count.
+
+    A model with an empty layer (a width or class count of 0 in its kwargs) is named as such
+    first: its forward fails too, but not because of the input size. The probe's own warnings
+    are not shown: the run's first real forward shows them again if they matter.
+    """
+    _check_no_empty_layers(model)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             out = model(torch.zeros(1, *size, device=device))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
@@ -68,12 +76,23 @@ def probe_num_classes(model: nn.Module, size: Size, device: torch.device) -> int
         ) from exc
     finally:
         model.train(was_training)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] < 1:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(
             f"expected (batch, classes) logits from the model, got {shape}; snipit prunes classifiers"
         )
     return int(out.shape[1])
+
+
+def _check_no_empty_layers(model: nn.Module) -> None:
+    empty = [(name, tuple(p.shape)) for name, p in model.named_parameters() if p.numel() == 0]
+    if empty:
+        name, shape = empty[0]
+        raise ModelError(
+            f"the model was built with an empty layer ({name} has shape {shape}"
+            f"{f', and {len(empty) - 1} more' if len(empty) > 1 else ''}): it cannot be built with "
+            "these --arch-kwargs / --num-classes; give every width and class count at least 1"
+        )
 
 
 def broadcast_channels(values: Sequence[float], channels: int, option: str) -> tuple[float, ...]:

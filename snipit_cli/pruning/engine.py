@@ -6,6 +6,7 @@ draw a bar and tests can record calls.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -105,6 +106,7 @@ def prune(
     generator = torch.Generator().manual_seed(seed)
     masks = current_masks(weights)
     total = sum(w.numel() for w in weights.values())
+    _check_keeps_some(schedule, total)
     floors = layer_floors(masks, min_layer_density) if min_layer_density is not None else None
     result = PruneResult(masks=masks, schedule=list(schedule))
     for step, fraction in enumerate(schedule):
@@ -124,6 +126,17 @@ def prune(
         progress.end_step(step, keep, total)
     result.masks = masks
     return result
+
+
+def _check_keeps_some(schedule: list[float], total: int) -> None:
+    """A sparsity that rounds to zero kept weights (0.9999999 of fewer than 5M) would empty the
+    whole model, --allow-collapse or not: refuse it before scoring, with the sparsity that keeps one."""
+    if schedule and total and count_to_prune(max(schedule), total) >= total:
+        raise UsageError(
+            f"--sparsity {max(schedule)} of {total:,} prunable weights rounds to 0 kept weights: the "
+            "model would have none left, with or without --allow-collapse; keep at least one weight: "
+            f"--sparsity at most 1 - 1/{total} = {math.floor((total - 1) / total * 1e12) / 1e12}"
+        )
 
 
 def _next_masks(ranking: Ranking, keep: int, floors, fraction: float, held: list[str]) -> Masks:

@@ -15,6 +15,10 @@ def validate_sparsity(sparsity: float) -> float:
     return sparsity
 
 
+#: Decimal places schedules are rounded to (so 0.8875 is not reported as 0.8875000000000001).
+PLACES = 12
+
+
 def snipit_schedule(limit: float, steps: int = 5) -> list[float]:
     """Pruned fraction after each SNIP-it step: ``limit - (limit - lower) * 0.5**i``, then ``limit``.
 
@@ -22,18 +26,43 @@ def snipit_schedule(limit: float, steps: int = 5) -> list[float]:
     approach ``limit`` from ``lower``, then ``limit`` itself, so a run scores ``steps + 2`` times.
     ``lower`` is 0.5 when ``limit > 0.5`` and 0.2 when ``limit`` is in (0.2, 0.5], as the paper's
     code does; below that it is ``limit / 2`` so the schedule still starts lower and only grows.
+    The gap halves each step, so after :func:`snipit_max_steps` the fractions repeat: more steps
+    would rescore the same sparsity again and again, and are refused.
     """
     validate_sparsity(limit)
     if steps < 0:
         raise UsageError(f"--steps must be 0 or more, got {steps}")
+    lower = _snipit_lower(limit)
+    bound = snipit_max_steps(limit)
+    if steps > bound:
+        raise UsageError(
+            f"--steps {steps} is more than SNIP-it's schedule can use at --sparsity {limit}: each step "
+            f"halves the gap to the limit, so after step {bound} the sparsity no longer changes (at "
+            f"{PLACES} decimals) and every further step would only rescore it; pass --steps {bound} or fewer"
+        )
+    return [round(limit - (limit - lower) * 0.5**i, PLACES) for i in range(steps + 1)] + [limit]
+
+
+def _snipit_lower(limit: float) -> float:
     if limit > 0.5:
-        lower = 0.5
-    elif limit > 0.2:
-        lower = 0.2
-    else:
-        lower = limit / 2
-    # Rounded to 12 places so 0.8875 is not reported as 0.8875000000000001.
-    return [round(limit - (limit - lower) * 0.5**i, 12) for i in range(steps + 1)] + [limit]
+        return 0.5
+    if limit > 0.2:
+        return 0.2
+    return limit / 2
+
+
+def snipit_max_steps(limit: float) -> int:
+    """The most steps whose fractions all differ: the last i at which
+    ``limit - (limit - lower) * 0.5**i``, rounded, still grows and is still below ``limit``."""
+    gap = limit - _snipit_lower(limit)
+
+    def fraction(i: int) -> float:
+        return round(limit - gap * 0.5**i, PLACES)
+
+    i = 0
+    while fraction(i) < fraction(i + 1) < round(limit, PLACES):
+        i += 1
+    return i
 
 
 def exponential_schedule(limit: float, iterations: int = 100) -> list[float]:
@@ -44,7 +73,7 @@ def exponential_schedule(limit: float, iterations: int = 100) -> list[float]:
     validate_sparsity(limit)
     if iterations < 1:
         raise UsageError(f"--steps must be at least 1 for an exponential schedule, got {iterations}")
-    fractions = [round(1 - (1 - limit) ** (k / iterations), 12) for k in range(1, iterations + 1)]
+    fractions = [round(1 - (1 - limit) ** (k / iterations), PLACES) for k in range(1, iterations + 1)]
     fractions[-1] = limit
     return fractions
 

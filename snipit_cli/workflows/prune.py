@@ -363,7 +363,8 @@ def resolve_storage(requested: Storage | None, model: nn.Module, structured: boo
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; an unavailable device is a usage error.
+    """``auto`` picks CUDA when present; anything but ``cpu``, ``cuda`` or an existing ``cuda:N``
+    is a usage error (torch would accept ``meta``, ``mps``, ``xla``... and fail later, mid-run).
 
     On CUDA, cuDNN is put in deterministic mode so the same seed gives the same masks.
     """
@@ -371,11 +372,19 @@ def resolve_device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
-    except RuntimeError:
+    except (RuntimeError, TypeError, ValueError):
         raise UsageError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
+        raise UsageError(f"--device {name} is not supported; snipit runs on auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but no CUDA GPU is available; use --device cpu")
     if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise UsageError(
+                f"--device {name} asked for, but this machine has {count} CUDA GPU(s): cuda:0 to "
+                f"cuda:{count - 1}"
+            )
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     return device
