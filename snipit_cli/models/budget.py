@@ -78,7 +78,8 @@ class _Budget(TorchFunctionMode):
             probe = func(*args, **{**kwargs, "device": "meta"})
             self.used += probe.numel() if isinstance(probe, torch.Tensor) else 0
             if self.used > self.limit:
-                raise BudgetExceeded(f"{self.what} would allocate more than {self.limit:,}; {self.fix}")
+                limit = f"{self.limit:,} elements"
+                raise BudgetExceeded(f"{self.what} would allocate more than {limit}; {self.fix}")
         return func(*args, **kwargs)
 
 

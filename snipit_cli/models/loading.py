@@ -121,7 +121,8 @@ def _load_safetensors(path: Path, spec: str, user_arch: ArchSpec | None) -> Load
     with allocation_budget(
         build_budget(elements, slim=bool(slim)),
         f"{holds} building {arch}",
-        "its recorded architecture does not describe it (check --arch-kwargs and --num-classes)",
+        "the architecture does not fit the file (check its kwargs and num_classes: recorded, "
+        "or --arch-kwargs and --num-classes)",
     ):
         model = build_model(arch, from_checkpoint=user_arch is None, checkpoint=path)
     if slim:  # a structured checkpoint: rebuild the slim shapes

@@ -243,9 +243,9 @@ PRUNE_OPTIONS = obj(
         "sparsity": number(0, 1),
         "delay": integer(0),
         "freq": integer(0),
-        "steps": nullable(integer(1)),
+        "steps": nullable(integer(0)),
         "structured": nullable(STRUCTURED_OPTIONS),
-        "batches": integer(1),
+        "batches": integer(0),
         "allow_collapse": BOOLEAN,
     },
     closed=True,
@@ -265,7 +265,7 @@ TRAINING_PRUNING = obj(
         "dense_amount": number(),
         "dense_units": mapping_of(integer(0)),
         "collapse_held": NAMES,
-        "calibration": obj({"batches": integer(1), "batch_size": integer(1)}),
+        "calibration": obj({"batches": integer(0), "batch_size": integer(1)}),
         "options": PRUNE_OPTIONS,
     }
 )
@@ -273,7 +273,7 @@ TRAINING_PRUNING = obj(
 TRAINING = required(
     obj(
         {
-            "epochs": integer(1),
+            "epochs": integer(0),
             "epochs_done": integer(0),
             "step": integer(0),
             "optimizer": obj(
