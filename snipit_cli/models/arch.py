@@ -10,7 +10,9 @@ import contextlib
 import difflib
 import importlib
 import importlib.util
+import site
 import sys
+import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any, Literal
 
 from torch import nn
 
-from snipit_cli.errors import ModelError, UsageError
+from snipit_cli.errors import ModelError, SnipitError, UsageError
 
 Kind = Literal["timm", "torchvision", "snipit", "code"]
 LIBRARY_PREFIXES = ("timm", "torchvision", "snipit")
@@ -69,12 +71,15 @@ def parse_arch(spec: str, kwargs: dict[str, Any] | None = None, num_classes: int
     return ArchSpec("code", f"{module}:{attr}", dict(kwargs or {}), num_classes)
 
 
-def build_model(arch: ArchSpec, pretrained: bool = False, from_checkpoint: bool = False) -> nn.Module:
+def build_model(
+    arch: ArchSpec, pretrained: bool = False, from_checkpoint: bool = False, checkpoint: Path | None = None
+) -> nn.Module:
     """A freshly initialised model (or the library's pretrained weights with ``pretrained``).
 
-    ``from_checkpoint`` marks a spec read from a checkpoint's metadata rather than typed by the
-    user. Then a file cannot make snipit run code: ``.py`` paths are refused and an importable
-    ``module:attr`` is only called when it is an ``nn.Module`` class; ``--arch`` confirms either.
+    ``from_checkpoint`` marks a spec read from the metadata of ``checkpoint`` rather than typed by
+    the user. Then a file cannot make snipit run code: ``.py`` paths are refused, a ``module:attr``
+    is imported only from an installed package (see :func:`check_recorded_code`) and called only
+    when it is an ``nn.Module`` class; ``--arch`` confirms any of these.
     """
     if arch.kind in ("timm", "torchvision"):
         # torch.hub prints "Downloading: ..." to stdout, where it would break `--json | jq`.
@@ -85,7 +90,7 @@ def build_model(arch: ArchSpec, pretrained: bool = False, from_checkpoint: bool 
         raise UsageError("--pretrained applies to timm: and torchvision: models only")
     if arch.kind == "snipit":
         return _build_zoo(arch)
-    return _build_code(arch, from_checkpoint)
+    return _build_code(arch, from_checkpoint, checkpoint)
 
 
 def recorded_arch(arch: ArchSpec, model: nn.Module) -> ArchSpec:
@@ -121,6 +126,8 @@ def _build_timm(arch: ArchSpec, pretrained: bool) -> nn.Module:
     try:
         with _hub_offline() if unreachable else contextlib.nullcontext():
             return _create_timm(arch.name, pretrained, _class_kwargs(arch))
+    except SnipitError:  # e.g. the allocation budget of a checkpoint's rebuild: already one line
+        raise
     except Exception as exc:  # timm raises many types; the user needs one sentence
         raise _build_error(arch, pretrained, exc, unreachable) from exc
 
@@ -209,6 +216,8 @@ def _build_torchvision(arch: ArchSpec, pretrained: bool) -> nn.Module:
     try:
         weights = "DEFAULT" if pretrained else None
         return torchvision.models.get_model(arch.name, weights=weights, **_class_kwargs(arch))
+    except SnipitError:
+        raise
     except Exception as exc:
         raise _build_error(arch, pretrained, exc, None) from exc
 
@@ -268,13 +277,10 @@ def _close_matches(name: str, known: list[str]) -> str:
     return f"; did you mean {', '.join(matches)}?" if matches else "; no close match"
 
 
-def _build_code(arch: ArchSpec, from_checkpoint: bool) -> nn.Module:
+def _build_code(arch: ArchSpec, from_checkpoint: bool, checkpoint: Path | None) -> nn.Module:
     origin = "the checkpoint's metadata" if from_checkpoint else "--arch"
-    if from_checkpoint and arch.name.rpartition(":")[0].endswith(".py"):
-        raise ModelError(
-            f"the checkpoint's architecture is the code file {arch.name}; snipit does not run files "
-            f"named by a checkpoint: pass --arch {arch.name} to confirm"
-        )
+    if from_checkpoint:
+        check_recorded_code(arch.name, checkpoint)
     target = _import_callable(arch.name, origin)
     is_class = isinstance(target, type) and issubclass(target, nn.Module)
     if from_checkpoint and not is_class:
@@ -293,18 +299,92 @@ def _build_code(arch: ArchSpec, from_checkpoint: bool) -> nn.Module:
     return model
 
 
+def check_recorded_code(spec: str, checkpoint: Path | None = None) -> None:
+    """Refuse a ``module:Class`` named by a checkpoint unless importing it runs installed code only.
+
+    Importing runs the module's top-level code, and a file beside a downloaded checkpoint, in the
+    working folder (``sys.path[0]`` under ``python -m``) or in the launching script's folder would
+    be found first. So before anything is imported, the top-level module is located with
+    ``importlib.util.find_spec`` (which runs nothing of it) and must lie in site-packages or in
+    another folder of ``sys.path`` (``PYTHONPATH``) that is none of: the working folder, the
+    checkpoint's folder, the script's folder, the standard library (``this``, ``antigravity``
+    act on import). Anything else needs ``--arch`` to confirm.
+    """
+    module_name = spec.rpartition(":")[0]
+    confirm = f"pass --arch {spec} to confirm"
+    if module_name.endswith(".py"):
+        raise ModelError(
+            f"the checkpoint's architecture is the code file {spec}; snipit does not run files "
+            f"named by a checkpoint: {confirm}"
+        )
+    parts = module_name.split(".")
+    if not all(part.isidentifier() for part in parts) or "__main__" in parts:
+        raise ModelError(f"the checkpoint's architecture {spec} names no importable module: {confirm}")
+    try:
+        found = importlib.util.find_spec(parts[0])
+    except (ImportError, ValueError):  # a module in sys.modules without a spec
+        found = None
+    if found is None:
+        raise ModelError(
+            f"the checkpoint's architecture {spec} needs module {parts[0]!r}, which is not installed; "
+            f"install it, or {confirm} (with its folder on PYTHONPATH)"
+        )
+    places = [found.origin] if found.has_location else list(found.submodule_search_locations or [])
+    untrusted = [p for p in places if not _installed_location(Path(p), checkpoint)]
+    if not places or untrusted:
+        where = f" ({untrusted[0]})" if untrusted else ""
+        raise ModelError(
+            f"the checkpoint's architecture {spec} is not code of an installed package{where}; snipit "
+            "imports nothing a checkpoint names from the working folder, the checkpoint's folder or "
+            f"the standard library: {confirm}"
+        )
+
+
+def _installed_location(path: Path, checkpoint: Path | None) -> bool:
+    path = path.resolve()
+    if any(_within(path, folder) for folder in _site_folders()):
+        return True
+    refused = [Path.cwd(), *_stdlib_folders()]
+    if checkpoint is not None:
+        refused.append(checkpoint.expanduser().resolve().parent)
+    if sys.argv and sys.argv[0] and Path(sys.argv[0]).is_file():
+        refused.append(Path(sys.argv[0]).resolve().parent)
+    if any(_within(path, folder) for folder in refused):
+        return False
+    on_path = [Path(entry).resolve() for entry in sys.path if entry and Path(entry).is_absolute()]
+    return any(_within(path, folder) for folder in on_path)
+
+
+def _site_folders() -> list[Path]:
+    folders = [sysconfig.get_paths()[key] for key in ("purelib", "platlib")]
+    folders += getattr(site, "getsitepackages", list)()
+    if site.ENABLE_USER_SITE:
+        folders.append(site.getusersitepackages())
+    return [Path(f).resolve() for f in folders]
+
+
+def _stdlib_folders() -> list[Path]:
+    return [Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "platstdlib")]
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
 def _import_callable(spec: str, origin: str) -> Any:
     module_name, _, attr = spec.rpartition(":")
-    if module_name.endswith(".py"):
-        module = _import_file(Path(module_name))
-    else:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ModelError(
-                f"cannot import {module_name!r} (named by {origin}): {exc}; "
-                "install it or put it on PYTHONPATH"
-            ) from exc
+    # A module's top-level prints (``this``) go to stderr: stdout is for --json.
+    with contextlib.redirect_stdout(sys.stderr):
+        if module_name.endswith(".py"):
+            module = _import_file(Path(module_name))
+        else:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise ModelError(
+                    f"cannot import {module_name!r} (named by {origin}): {exc}; "
+                    "install it or put it on PYTHONPATH"
+                ) from exc
     try:
         return getattr(module, attr)
     except AttributeError:

@@ -20,6 +20,7 @@ from torch import nn
 
 from snipit_cli.errors import ModelError
 from snipit_cli.fileio import write_atomic
+from snipit_cli.models.metadata_schema import SchemaError, validate
 from snipit_cli.models.storage import DENSE, CorruptEncoding, decode, encode
 
 METADATA_KEY = "snipit"
@@ -94,12 +95,15 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
         return None
     try:
         doc = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path} has unreadable snipit metadata: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelError(
-            f"{path} was written by a newer snipit (format {doc.get('format_version')}); upgrade snipit"
-        )
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise ModelError(f"{path} has unreadable snipit metadata: {_first_line(exc)}") from exc
+    version = doc.get("format_version") if isinstance(doc, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise ModelError(f"{path} was written by a newer snipit (format {version}); upgrade snipit")
+    try:
+        validate(doc)
+    except SchemaError as exc:
+        raise ModelError(f"{path} has invalid snipit metadata: {exc}") from exc
     return doc
 
 
@@ -120,3 +124,8 @@ def storage_of(document: Mapping[str, Any] | None) -> str:
     """The storage encoding a checkpoint's document records (files before it: dense)."""
     storage = (document or {}).get("storage")
     return storage.get("encoding", DENSE) if isinstance(storage, Mapping) else DENSE
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -10,6 +10,7 @@ from torch import nn
 
 from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.models.arch import LIBRARY_PREFIXES, ArchSpec, build_model, parse_arch, recorded_arch
+from snipit_cli.models.budget import allocation_budget, build_budget, file_elements
 from snipit_cli.models.checkpoint import read_metadata, read_tensors
 from snipit_cli.models.slim import apply_slim
 from snipit_cli.models.state_dict import (
@@ -114,9 +115,21 @@ def _load_safetensors(path: Path, spec: str, user_arch: ArchSpec | None) -> Load
             f"{spec} holds only tensors and no snipit metadata; say which model they belong to "
             "with --arch timm:NAME, torchvision:NAME or module:callable"
         )
-    model = build_model(arch, from_checkpoint=user_arch is None)
-    if metadata is not None and metadata.get("slim"):
-        apply_slim(model, metadata["slim"])  # a structured checkpoint: rebuild the slim shapes
+    slim = (metadata or {}).get("slim")
+    elements = file_elements(path)
+    holds = f"{spec} holds {elements:,} tensor elements, but"
+    with allocation_budget(
+        build_budget(elements, slim=bool(slim)),
+        f"{holds} building {arch}",
+        "the architecture does not fit the file (check its kwargs and num_classes: recorded, "
+        "or --arch-kwargs and --num-classes)",
+    ):
+        model = build_model(arch, from_checkpoint=user_arch is None, checkpoint=path)
+    if slim:  # a structured checkpoint: rebuild the slim shapes
+        with allocation_budget(
+            build_budget(elements, slim=False), f"{holds} its slim record", "the record does not describe it"
+        ):
+            apply_slim(model, slim)
     fit_state_dict(model, with_versions_of(model, read_tensors(path)), what=spec)
     if user_arch is not None:
         arch = recorded_arch(user_arch, model)

@@ -45,21 +45,34 @@ def record_slim(slim: nn.Module, dense: nn.Module) -> Record:
 
 
 def apply_slim(model: nn.Module, record: Record) -> None:
-    """Turn a freshly built dense ``model`` into the recorded slim shape (values still to load)."""
+    """Turn a freshly built dense ``model`` into the recorded slim shape (values still to load).
+
+    Every recorded value must be of the kind the attribute already holds (an int where an int
+    is, a list of ints for a tuple of ints) and every shape a list of sizes, so a lying record
+    is refused by name instead of failing inside torch or in the first forward.
+    """
     modules = dict(model.named_modules())
     for name, entry in record.items():
         if name not in modules:
             raise ModelError(f"slim record names module {name!r}, which the architecture does not have")
         module = modules[name]
         for key, value in entry.get("attrs", {}).items():
-            if not isinstance(vars(module).get(key), _SIMPLE) or not isinstance(value, _SIMPLE):
-                raise ModelError(f"slim record sets {name}.{key}, which is not a plain attribute there")
+            old = vars(module).get(key)
+            if not isinstance(old, _SIMPLE) or not _same_kind(old, value):
+                raise ModelError(
+                    f"slim record sets {name}.{key} to {value!r}, which is not a plain attribute of that "
+                    f"kind there (it is {old!r})"
+                )
             setattr(module, key, tuple(value) if isinstance(value, list) else value)
         tensors = dict(_tensors(module))
         for key, shape in entry.get("shapes", {}).items():
             if key not in tensors:
                 raise ModelError(f"slim record gives a shape for {name}.{key}, which is no tensor there")
             old = tensors[key]
+            if not _is_shape(shape) or len(shape) != old.dim():
+                raise ModelError(
+                    f"slim record gives {name}.{key} the shape {shape!r}; it needs {old.dim()} sizes >= 0"
+                )
             empty = torch.empty(shape, dtype=old.dtype, device=old.device)
             setattr(
                 module,
@@ -68,6 +81,26 @@ def apply_slim(model: nn.Module, record: Record) -> None:
                 if isinstance(old, nn.Parameter)
                 else empty,
             )
+
+
+def _same_kind(old: Any, new: Any) -> bool:
+    """``new`` is what ``old`` is: bool, int, float (an int too), or a list for a tuple/list of
+    such items (any length: a slimmed ``kernel_size`` keeps its rank, others may change)."""
+    if isinstance(old, bool) or isinstance(new, bool):
+        return type(old) is type(new)
+    if isinstance(old, int):
+        return isinstance(new, int)
+    if isinstance(old, float):
+        return isinstance(new, int | float)
+    if isinstance(old, tuple | list):
+        items = old or (0,)  # an empty tuple's items: ints (sizes), as torch's are
+        return isinstance(new, list) and all(any(_same_kind(o, n) for o in items) for n in new)
+    return False
+
+
+def _is_shape(shape: Any) -> bool:
+    sizes = isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+    return sizes and all(d >= 0 for d in shape)
 
 
 def _tensors(module: nn.Module):

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from snipit_cli.errors import ModelError, UnsafeCheckpointError
+from snipit_cli.models.dtypes import check_dtypes
 
 #: ``.tar``: timm's training scripts write ``checkpoint-N.pth.tar``; ``.ckpt``: Lightning.
 PICKLE_SUFFIXES = (".pt", ".pth", ".th", ".bin", ".ckpt", ".tar")
@@ -116,7 +117,8 @@ def with_versions_of(model: nn.Module, state: Mapping[str, Any]) -> State:
 
 def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
     """Load ``state`` into ``model`` with torch's ``load_state_dict``, or explain the first
-    mismatches in one line.
+    mismatches in one line. A dtype snipit cannot prune (complex, float8, ints for a float) is
+    refused by name first (see :mod:`snipit_cli.models.dtypes`).
 
     Wrapper prefixes (DDP, ``torch.compile``, a Lightning module's attribute) are stripped only
     when the stripped names fit the model better. Tied tensors are saved once (safetensors'
@@ -124,6 +126,7 @@ def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], what: st
     """
     expected = model.state_dict()
     state = align_keys(state, expected.keys())
+    check_dtypes({k: v for k, v in state.items() if k in expected}, expected, what)
     wrong = {
         k: f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}"
         for k, v in state.items()

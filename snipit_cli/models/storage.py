@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from snipit_cli.models.dtypes import FLOAT_DTYPES, SUPPORTED_TEXT
+
 ENCODING = "bitmask-v1"
 DENSE = "dense"
 MASK_SUFFIX = ".__bitmask"
@@ -155,8 +157,11 @@ def _record(name: str, record: Any) -> tuple[list[int], torch.dtype]:
     shape, dtype = record.get("shape"), getattr(torch, str(record.get("dtype")), None)
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise CorruptEncoding(f"tensor {name}: recorded shape {shape!r} is not a list of sizes")
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise CorruptEncoding(f"tensor {name}: recorded dtype {record.get('dtype')!r} is not a float dtype")
+    if dtype not in FLOAT_DTYPES:
+        raise CorruptEncoding(
+            f"tensor {name}: recorded dtype {record.get('dtype')!r} is not a float dtype snipit encodes "
+            f"({SUPPORTED_TEXT})"
+        )
     return shape, dtype
 
 

@@ -41,6 +41,7 @@ from snipit_cli.metrics.macs import count_macs
 from snipit_cli.metrics.sparsity import count_params, layer_rows, param_totals
 from snipit_cli.models.arch import ArchSpec
 from snipit_cli.models.checkpoint import Storage, checkpoint_writer
+from snipit_cli.models.dtypes import SUPPORTED_TEXT, unsupported
 from snipit_cli.models.input_spec import InputSpec, probe_num_classes
 from snipit_cli.models.loading import LoadedModel
 from snipit_cli.pruning.engine import MIN_LAYER_DENSITY, current_masks, prune
@@ -697,4 +698,14 @@ def _restore(run: _Run, training: dict[str, Any], path: Path | None) -> None:
                 state.setdefault(name, {})[entry] = f.get_tensor(key)
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"cannot read the training state {side}: {exc}") from exc
+    # Refused here, by name, rather than by the optimizer's first step mid-training.
+    params = dict(run.model.named_parameters())
+    for name, entries in state.items():
+        for key, value in entries.items():
+            problem = unsupported(value, params.get(name) if value.dim() else None)
+            if problem:
+                raise ModelError(
+                    f"cannot resume: {name}/{key} in the training state {side} {problem}; "
+                    f"optimizer state is {SUPPORTED_TEXT}"
+                )
     load_state_by_name(run.model, run.optimizer, state)
