@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,6 +13,9 @@ from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.models.arch import ArchSpec
 
 Size = tuple[int, int, int]
+#: 3 x 4096 x 4096: larger images are not what snipit prunes for, and a size read from a file
+#: (recorded, or a zoo model's ``img_size`` kwarg) must not make the first probe allocate GBs.
+MAX_INPUT_VALUES = 3 * 4096 * 4096
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,11 @@ def _torchvision_spec(name: str) -> InputSpec | None:
 
 def probe_num_classes(model: nn.Module, size: Size, device: torch.device) -> int:
     """Run one zero image through the model: checks the input size and reads the class count."""
+    if math.prod(size) > MAX_INPUT_VALUES:
+        raise UsageError(
+            f"an input of shape {tuple(size)} has {math.prod(size):,} values, more than snipit takes "
+            f"({MAX_INPUT_VALUES:,}, 3x4096x4096); pass a smaller --input-size C,H,W"
+        )
     was_training = model.training
     model.eval()
     try:
