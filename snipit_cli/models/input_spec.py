@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +14,9 @@ from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.models.arch import ArchSpec
 
 Size = tuple[int, int, int]
+#: 3 x 4096 x 4096: larger images are not what snipit prunes for, and a size read from a file
+#: (recorded, or a zoo model's ``img_size`` kwarg) must not make the first probe allocate GBs.
+MAX_INPUT_VALUES = 3 * 4096 * 4096
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,11 @@ def probe_num_classes(model: nn.Module, size: Size, device: torch.device) -> int
     are not shown: the run's first real forward shows them again if they matter.
     """
     _check_no_empty_layers(model)
+    if math.prod(size) > MAX_INPUT_VALUES:
+        raise UsageError(
+            f"an input of shape {tuple(size)} has {math.prod(size):,} values, more than snipit takes "
+            f"({MAX_INPUT_VALUES:,}, 3x4096x4096); pass a smaller --input-size C,H,W"
+        )
     was_training = model.training
     model.eval()
     try:

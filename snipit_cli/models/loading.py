@@ -115,7 +115,16 @@ def _load_safetensors(path: Path, spec: str, user_arch: ArchSpec | None) -> Load
             f"{spec} holds only tensors and no snipit metadata; say which model they belong to "
             "with --arch timm:NAME, torchvision:NAME or module:callable"
         )
-    slim = (metadata or {}).get("slim")
+    model = _rebuild(arch, path, spec, (metadata or {}).get("slim"), from_checkpoint=user_arch is None)
+    fit_state_dict(model, with_versions_of(model, read_tensors(path)), what=spec)
+    if user_arch is not None:
+        arch = recorded_arch(user_arch, model)
+    return LoadedModel(model, spec, arch, metadata, path, arch_confirmed=user_arch is not None)
+
+
+def _rebuild(arch: ArchSpec, path: Path, spec: str, slim: Any, from_checkpoint: bool) -> nn.Module:
+    """``arch`` built (and slimmed by a structured checkpoint's record) allocating no more than
+    the file's tensors can fill: the metadata cannot make snipit allocate without bound."""
     elements = file_elements(path)
     holds = f"{spec} holds {elements:,} tensor elements, but"
     with allocation_budget(
@@ -124,16 +133,13 @@ def _load_safetensors(path: Path, spec: str, user_arch: ArchSpec | None) -> Load
         "the architecture does not fit the file (check its kwargs and num_classes: recorded, "
         "or --arch-kwargs and --num-classes)",
     ):
-        model = build_model(arch, from_checkpoint=user_arch is None, checkpoint=path)
-    if slim:  # a structured checkpoint: rebuild the slim shapes
+        model = build_model(arch, from_checkpoint=from_checkpoint, checkpoint=path)
+    if slim:
         with allocation_budget(
             build_budget(elements, slim=False), f"{holds} its slim record", "the record does not describe it"
         ):
             apply_slim(model, slim)
-    fit_state_dict(model, with_versions_of(model, read_tensors(path)), what=spec)
-    if user_arch is not None:
-        arch = recorded_arch(user_arch, model)
-    return LoadedModel(model, spec, arch, metadata, path, arch_confirmed=user_arch is not None)
+    return model
 
 
 def _load_torch_file(path: Path, spec: str, user_arch: ArchSpec | None, trust_pickle: bool) -> LoadedModel:

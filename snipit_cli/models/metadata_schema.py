@@ -14,9 +14,12 @@ error must be one sentence naming the field.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from snipit_cli.models.input_spec import MAX_INPUT_VALUES  # the probe's bound, recorded sizes alike
 
 
 class SchemaError(ValueError):
@@ -173,6 +176,17 @@ def required(check: Check, *keys: str) -> Check:
     return Check(check.what, test)
 
 
+def at_most(check: Check, limit: int, what: str) -> Check:
+    """``check``, then: the product of the list is at most ``limit`` (``what`` says so)."""
+
+    def test(value: Any, field: str) -> None:
+        check(value, field)
+        if math.prod(value) > limit:
+            raise SchemaError(field, what, value)
+
+    return Check(check.what, test)
+
+
 SIZES = list_of(integer(0), what="a list of sizes (integers >= 0)")
 NAMES = list_of(STRING)
 MAYBE_STRING = nullable(STRING)
@@ -193,7 +207,13 @@ MODEL = obj(
     {
         "source": STRING,
         "arch": nullable(ARCH),
-        "input_size": nullable(list_of(integer(1), length=3)),
+        "input_size": nullable(
+            at_most(
+                list_of(integer(1), length=3),
+                MAX_INPUT_VALUES,
+                f"C,H,W of at most {MAX_INPUT_VALUES:,} values in all (3x4096x4096)",
+            )
+        ),
         "input_size_from": MAYBE_STRING,
         "mean": nullable(list_of(number(), non_empty=True)),
         "std": nullable(list_of(number(positive=True), non_empty=True)),

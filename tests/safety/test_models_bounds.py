@@ -172,3 +172,9 @@ def test_arch_kwargs_on_the_command_line_are_bounded_too(cli, tmp_path, dense_ba
 def test_honest_checkpoints_still_reload(cli, slim_base, dense_base):
     for path in (slim_base, dense_base):
         assert cli("report", path).exit_code == 0
+
+
+def test_an_input_larger_than_3x4096x4096_is_refused_before_the_probe(cli, dense_base):
+    """One zero image of the input size is run through the model: 3x5000x5000 would be 300 MB
+    for the image alone and GBs of activations; refused in one line naming --input-size."""
+    one_line(cli("report", dense_base, "--input-size", "3,5000,5000"), "--input-size")

@@ -85,6 +85,12 @@ CASES = [
         setter("model.input_size", [3, 0, 8]),
         "model.input_size must be a list of 3 positive integers, got [3, 0, 8]",
     ),
+    (
+        "input-size-huge",
+        setter("model.input_size", [3, 100000, 100000]),
+        "model.input_size must be C,H,W of at most 50,331,648 values in all (3x4096x4096), "
+        "got [3, 100000, 100000]",
+    ),
     ("mean-number", setter("model.mean", 5), "model.mean must be a non-empty list of numbers, got 5"),
     ("std-zero", setter("model.std", [0]), "model.std must be a non-empty list of positive numbers, got [0]"),
     ("num-classes-string", setter("model.num_classes", "10"), "model.num_classes must be a positive integer"),
