@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from console import listing, run_snipit
 from mnist_files import write_learnable_mnist
 from PIL import Image
 from safetensors import safe_open
@@ -434,21 +435,6 @@ CATALOG = [
         setup=checkpoint_and_mnist,
     ),  # fmt: skip
 ]
-
-
-def listing(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def run_snipit(args: tuple[str, ...], monkeypatch, capsys) -> tuple[int, str, str]:
-    """The console script's own entry point, so click's usage errors are formatted as users see them."""
-    from snipit_cli.cli.app import main
-
-    monkeypatch.setattr("sys.argv", ["snipit", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("case", CATALOG, ids=[c.id for c in CATALOG])

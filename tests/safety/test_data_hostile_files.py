@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from console import listing, run_snipit
 from PIL import Image
 from tiny_models import TinyCNN
 
@@ -26,20 +27,6 @@ FAST = ("--batches", "1", "--batch-size", "2", "--steps", "1")
 TESTS = Path(__file__).resolve().parents[1]
 #: Code under test in a child process: $PYTHONPATH when set, else this checkout.
 CODE = os.environ.get("PYTHONPATH") or str(TESTS.parent)
-
-
-def listing(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def run_snipit(args: tuple[str, ...], monkeypatch, capsys) -> tuple[int, str, str]:
-    from snipit_cli.cli.app import main
-
-    monkeypatch.setattr("sys.argv", ["snipit", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def refused(folder: Path, monkeypatch, capsys, data_args: tuple[str, ...], size: str = "3,8,8") -> str:

@@ -10,24 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from console import listing, run_snipit
 from tiny_models import TinyCNN
 
 ARCH = "tiny_models:TinyCNN"
 TINY = ("prune", "tiny.pt", "--arch", ARCH, "--input-size", "3,8,8", "--batches", "1", "--batch-size", "4")
-
-
-def listing(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def run_snipit(args: tuple[str, ...], monkeypatch, capsys) -> tuple[int, str, str]:
-    from snipit_cli.cli.app import main
-
-    monkeypatch.setattr("sys.argv", ["snipit", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def refused(tmp_path: Path, monkeypatch, capsys, args: tuple[str, ...], only_line: bool = True) -> str:
