@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from mounts import mounted
 
 PRUNE = ("prune", "snipit:lenet300-100", "--method", "magnitude")  # a 1 MB checkpoint, no data
 
@@ -34,18 +35,8 @@ def small_disk(tmp_path: Path):
     """A real 64 KiB file system, mounted for this test only."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    try:
-        mounted = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True, text=True
-        )
-    except FileNotFoundError:
-        pytest.skip("no mount command on this machine")
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with mounted(["-t", "tmpfs", "-o", "size=64k", "tmpfs"], disk, "mount a tmpfs"):
         yield disk
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
 
 
 def assert_one_error(result: subprocess.CompletedProcess, fragment: str) -> None:

@@ -8,10 +8,10 @@ existing --plot file, and a dangling symlink as -o, need --force like any existi
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from mounts import mounted
 
 ARCH = "tiny_models:TinyCNN"
 FAST = ("--input-size", "3,8,8", "--batches", "1", "--batch-size", "4")
@@ -43,17 +43,8 @@ def bind_mounted(tmp_path: Path):
     """``view/`` is a bind mount of ``models/``: the same files under a second path."""
     (tmp_path / "models").mkdir()
     (tmp_path / "view").mkdir()
-    try:
-        command = ["mount", "--bind", str(tmp_path / "models"), str(tmp_path / "view")]
-        mounted = subprocess.run(command, capture_output=True, text=True)
-    except FileNotFoundError:
-        pytest.skip("no mount command on this machine")
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot bind-mount here: {mounted.stderr.strip()}")
-    try:
+    with mounted(["--bind", str(tmp_path / "models")], tmp_path / "view", "bind-mount"):
         yield tmp_path
-    finally:
-        subprocess.run(["umount", str(tmp_path / "view")], check=True)
 
 
 @pytest.mark.parametrize(
