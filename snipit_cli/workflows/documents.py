@@ -1,0 +1,218 @@
+"""The one JSON vocabulary of snipit's results: prune's report, ``train``, ``report``, ``compare``,
+``convert`` and ``methods`` with ``--json``.
+
+Every document starts with ``schema_version``, ``snipit_version`` and ``command``; a concept has
+one block and one key wherever it appears (``params``, ``sparsity``, ``macs``, ``nodes``,
+``storage``, ``file``, ``run``, ``notes``...), built here by one function each. :data:`KEYS` lists
+each block's keys; the README's format tables are tested against it, and so are the documents the
+commands really print.
+
+The checkpoint's own metadata (the ``snipit`` entry of its safetensors header) is a storage
+format with its ``format_version``, read by ``models/checkpoint.py``; it keeps its layout so every
+checkpoint written so far still loads. The documents here are derived from it, so a checkpoint's
+``pruning`` block is the same in prune's report and in ``snipit report``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import snipit_cli
+
+#: Bumped on any change of a key's name, place or meaning (2: the unified vocabulary, see CHANGELOG).
+SCHEMA_VERSION = 2
+
+HEADER = ("schema_version", "snipit_version", "command")
+
+#: Top-level keys of each command's document, in order.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "prune": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "storage",
+              "file", "report_file", "training", "run", "notes"),
+    "train": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "storage",
+              "file", "state_file", "training", "run", "notes"),
+    "report": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "storage",
+               "file", "eval", "latency", "run", "notes"),
+    "compare": (*HEADER, "models", "ratios", "notes"),
+    "convert": (*HEADER, "source_file", "file", "storage", "tensors", "encoded_tensors", "size_ratio",
+                "notes"),
+    "methods": (*HEADER, "methods"),
+}  # fmt: skip
+
+#: Keys of each block (``None``-valued blocks have none). Optional keys are in OPTIONAL.
+BLOCKS: dict[str, tuple[str, ...]] = {
+    "model": ("source", "arch", "input_size", "input_size_from", "mean", "std", "num_classes", "pretrained"),
+    "pruning": ("method", "structured", "schedule", "exclude", "seed", "min_keep", "round_to", "collapse",
+                "calibration", "equivalence", "limits"),
+    "sparsity": ("target", "achieved", "of", "weights", "nodes"),
+    "params": ("total", "nonzero", "prunable", "prunable_nonzero", "dense"),
+    "nodes": ("dense", "remaining"),
+    "macs": ("dense", "remaining", "removed"),
+    "layers[]": ("name", "type", "shape", "dense_shape", "params", "nonzero", "sparsity", "prunable",
+                 "tied_to", "macs"),
+    "storage": ("format", "encoding"),
+    "file": ("path", "size", "bytes_per_param", "dense_size", "to_dense"),
+    "source_file": ("path", "size"),
+    "run": ("device", "seconds"),
+    "ratios[]": ("source", "params", "nonzero", "macs", "file_size", "bytes_per_param", "speedup",
+                 "top1_change"),
+}  # fmt: skip
+
+#: Keys a block has only in some documents: the pruning record of the mode that wrote it, the
+#: shapes of a slim model, tied weights, ratios that need --latency / --eval.
+OPTIONAL: dict[str, frozenset[str]] = {
+    "pruning": frozenset({"min_keep", "round_to", "collapse", "equivalence", "limits", "calibration"}),
+    "layers[]": frozenset({"dense_shape", "tied_to", "macs"}),
+    "ratios[]": frozenset({"speedup", "top1_change"}),
+}
+
+#: The pruning record's keys as the checkpoint metadata holds them (top level there).
+_PRUNING_RECORD = ("method", "structured", "schedule", "exclude", "seed", "min_keep", "round_to", "collapse",
+                   "calibration")  # fmt: skip
+
+
+def header(command: str) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "snipit_version": snipit_cli.__version__, "command": command}
+
+
+def ordered(command: str, blocks: Mapping[str, Any]) -> dict[str, Any]:
+    """The document of ``command``: its header, then exactly its keys in their order (a missing
+    block is ``None``; a key that is not the command's is a bug, refused here)."""
+    keys = COMMANDS[command]
+    extra = set(blocks) - set(keys)
+    if extra:
+        raise KeyError(f"{command} documents have no key(s) {sorted(extra)}")
+    doc = header(command)
+    doc.update({key: blocks.get(key) for key in keys if key not in HEADER})
+    return doc
+
+
+def pruning_block(metadata: Mapping[str, Any] | None, **run: Any) -> dict[str, Any] | None:
+    """How a model was pruned, from its metadata document (None for an unpruned model), plus the
+    facts only the run knows (``equivalence``, ``limits``)."""
+    metadata = metadata or {}
+    if "method" not in metadata:
+        return None
+    block = {key: metadata[key] for key in _PRUNING_RECORD if key in metadata}
+    block.update({key: value for key, value in run.items() if value is not None})
+    return block
+
+
+def sparsity_block(
+    metadata: Mapping[str, Any] | None, params: Mapping[str, int], nodes: float | None
+) -> dict[str, Any]:
+    """The asked-for and achieved fraction (of weights, nodes, params or MACs; None when the model
+    was not pruned by snipit) beside the measured weight and node sparsity."""
+    recorded = (metadata or {}).get("sparsity") or {}
+    prunable = params["prunable"]
+    return {
+        "target": recorded.get("target"),
+        "achieved": recorded.get("achieved"),
+        "of": recorded.get("of"),
+        "weights": 1 - params["prunable_nonzero"] / prunable if prunable else 0.0,
+        "nodes": nodes,
+    }
+
+
+def params_block(totals: Mapping[str, int]) -> dict[str, Any]:
+    """Parameter totals (tied tensors once); ``dense`` is the dense model's total for a slim model."""
+    return {
+        "total": totals["total"],
+        "nonzero": totals["nonzero"],
+        "prunable": totals["prunable"],
+        "prunable_nonzero": totals["prunable_nonzero"],
+        "dense": totals.get("dense"),
+    }
+
+
+def nodes_block(dense: int | None, remaining: int | None) -> dict[str, int] | None:
+    """Units (channels, neurons, heads) of the pruned groups before and after; None unless slim."""
+    if dense is None or remaining is None:
+        return None
+    return {"dense": dense, "remaining": remaining}
+
+
+def node_sparsity(nodes: Mapping[str, int] | None) -> float | None:
+    if not nodes or not nodes["dense"]:
+        return None
+    return 1 - nodes["remaining"] / nodes["dense"]
+
+
+def macs_block(dense: int, remaining: int) -> dict[str, Any]:
+    """MACs of one forward pass of the dense and the pruned model (equal unless slim: dense kernels
+    do not skip zero weights) and the fraction removed."""
+    return {"dense": dense, "remaining": remaining, "removed": 1 - remaining / dense if dense else 0.0}
+
+
+def layers_block(rows: Sequence[Mapping[str, Any]], macs: Mapping[str, int] | None = None) -> list[dict]:
+    """Per-layer rows (``metrics.sparsity.layer_rows``) with each layer's MACs when counted."""
+    if macs is None:
+        return [dict(row) for row in rows]
+    return [{**row, "macs": macs.get(row["name"], 0)} for row in rows]
+
+
+def storage_block(encoding: str | None) -> dict[str, str] | None:
+    """How the checkpoint's tensors are stored: ``format`` as ``--storage`` names it, ``encoding``
+    as the file records it; None for a model that is not a file."""
+    if encoding is None:
+        return None
+    return {"format": "dense" if encoding == "dense" else "sparse", "encoding": encoding}
+
+
+def file_block(path: Path | str | None, params: int, dense_size: int) -> dict[str, Any] | None:
+    """The checkpoint file: its size, bytes per parameter, and against its tensors stored densely
+    (sparse storage shows as ``to_dense`` well below 1)."""
+    if path is None:
+        return None
+    size = os.stat(path).st_size
+    return {
+        "path": str(path),
+        "size": size,
+        "bytes_per_param": size / params if params else None,
+        "dense_size": dense_size,
+        "to_dense": size / dense_size if dense_size else None,
+    }
+
+
+def source_file_block(path: Path | str) -> dict[str, Any]:
+    return {"path": str(path), "size": os.stat(path).st_size}
+
+
+def run_block(device: str, seconds: float) -> dict[str, Any]:
+    return {"device": device, "seconds": round(seconds, 3)}
+
+
+def ratios_block(base: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
+    """How many times fewer params/nonzeros/MACs/bytes (baseline ÷ model), how many times faster
+    (baseline latency ÷ model latency, with --latency), and the top-1 change (with --eval)."""
+
+    def fewer(a: float | None, b: float | None) -> float | None:
+        return a / b if a and b else None
+
+    def file_figure(doc: Mapping[str, Any], key: str) -> float | None:
+        return (doc["file"] or {}).get(key)
+
+    out: dict[str, Any] = {
+        "source": other["model"]["source"],
+        "params": fewer(base["params"]["total"], other["params"]["total"]),
+        "nonzero": fewer(base["params"]["nonzero"], other["params"]["nonzero"]),
+        "macs": fewer(base["macs"]["remaining"], other["macs"]["remaining"]),
+        "file_size": fewer(file_figure(base, "size"), file_figure(other, "size")),
+        "bytes_per_param": fewer(file_figure(base, "bytes_per_param"), file_figure(other, "bytes_per_param")),
+    }
+    if base.get("latency") and other.get("latency"):
+        out["speedup"] = {
+            bs: base["latency"]["batch_sizes"][bs]["median_ms"] / t["median_ms"]
+            for bs, t in other["latency"]["batch_sizes"].items()
+            if bs in base["latency"]["batch_sizes"]
+        }
+    if base.get("eval") and other.get("eval") and base["eval"]["top1"] is not None:
+        out["top1_change"] = other["eval"]["top1"] - base["eval"]["top1"]
+    return out
+
+
+def nested(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A report inside ``compare``'s ``models`` list: without the header the outer document has."""
+    return {k: v for k, v in doc.items() if k not in HEADER}
