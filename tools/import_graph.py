@@ -146,13 +146,16 @@ def siblings() -> list[str]:
     """Command modules importing each other (cli.X -> cli.Y, workflows.X -> workflows.Y): the
     shared piece belongs lower. ``cli.app`` wiring the commands and ``cli.options``/``cli.output``/
     ``cli.errors`` shared by all are the exceptions."""
-    shared = {"cli.app", "cli.options", "cli.output", "cli.errors", "cli.parsing", "cli.formats"}
+    shared = {"cli.app", "cli.options", "cli.output", "cli.errors", "cli.parsing", "cli.formats", "cli.plots"}
     out = []
     for module, path in modules().items():
         part = part_of(module)
         if part not in ("cli", "workflows") or module in shared:
             continue
         for target in sorted(imports(module, path)):
+            own = ".".join(module.split(".")[:2])  # a command split into a package: its own modules
+            if target == own or target.startswith(own + "."):
+                continue
             if part_of(target) == part and target != part and target not in shared:
                 out.append(f"{module} -> {target}")
     return out
