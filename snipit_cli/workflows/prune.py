@@ -1,5 +1,9 @@
 """``snipit prune`` as a library call: spec -> model + data -> scores -> masks -> checkpoint + report,
-then, with ``--finetune-epochs``, training the pruned model and writing that instead."""
+then, with ``--finetune-epochs``, training the pruned model and writing that instead.
+
+Longer than 300 lines until its document builders (``checkpoint_document``, ``prune_report``,
+``_calibration_doc``, the notes: about 110 lines) move to ``workflows/documents.py``.
+"""
 
 from __future__ import annotations
 
