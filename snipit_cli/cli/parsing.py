@@ -9,7 +9,7 @@ from snipit_cli.data.build import DataOptions
 from snipit_cli.data.specs import default_data_root, parse_data_spec
 from snipit_cli.errors import UsageError
 from snipit_cli.models.input_spec import Size
-from snipit_cli.workflows.prune import ModelOptions
+from snipit_cli.workflows.session import ModelOptions
 
 
 def parse_input_size(text: str) -> Size:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,10 +16,8 @@ from snipit_cli.cli.output import Output
 from snipit_cli.cli.parsing import data_options, model_options
 from snipit_cli.errors import UsageError
 from snipit_cli.parallel import launched
-from snipit_cli.training.optim import OptimizerOptions
-from snipit_cli.workflows.prune import PruneRequest, run_prune
+from snipit_cli.workflows.prune import Finetune, PruneRequest, run_prune
 from snipit_cli.workflows.structured import StructuredOptions
-from snipit_cli.workflows.train import TrainRequest, finetune
 
 
 class Split(StrEnum):
@@ -165,15 +164,12 @@ def prune(
                 "--finetune-epochs runs in one process; under torchrun prune only, then run "
                 "`snipit train` without torchrun"
             )
-        with out.pruning_progress() as progress:
-            outcome = run_prune(request, progress)
-        result = outcome.report
         if finetune_epochs:
-            with out.training_progress() as progress:
-                tuning = _finetune_request(request, finetune_epochs, finetune_lr, Path(result["output"]))
-                tuned = finetune(outcome.model, result, tuning, progress)
-            result["finetune"] = tuned.report["training"] | {"params": tuned.report["params"]}
-            result["notes"] = result["notes"] + tuned.report["notes"]
+            # fine-tuning on the calibration split; evaluated on the test split when that is other
+            # images (else unevaluated, with a note: a folder without split sub-folders, a missing split)
+            request = replace(request, finetune=Finetune(epochs=finetune_epochs, lr=finetune_lr))
+        with out.pruning_progress() as progress, out.training_progress() as epochs:
+            result = run_prune(request, progress, epochs).report
         for note in result["notes"]:
             out.note(note)
         out.table(summary_table(result))
@@ -183,24 +179,6 @@ def prune(
             f"wrote {result['output']} ({sparsity['achieved']:.4f} of {sparsity['of']} removed) "
             f"and {result['report']}",
         )
-
-
-def _finetune_request(request: PruneRequest, epochs: int, lr: float | None, output: Path) -> TrainRequest:
-    """Fine-tune on the calibration split; evaluate on the test split when that is other images
-    (else unevaluated, with a note: an image folder without split sub-folders, a missing split)."""
-    return TrainRequest(
-        model=request.model,
-        data=request.data,
-        epochs=epochs,
-        optimizer=OptimizerOptions(lr=lr),
-        test_split="test" if request.data.split == "train" else None,
-        lenient_test=True,
-        exclude=request.exclude,
-        seed=request.seed,
-        device=request.device,
-        output=output,
-        storage=request.storage,
-    )
 
 
 def structured_options(

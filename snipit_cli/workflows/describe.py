@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import snipit_cli
-from snipit_cli.data.build import DataOptions, calibration_data, dataset_input_spec, open_dataset
+from snipit_cli.data.build import DataOptions, calibration_data
 from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.metrics.accuracy import evaluate
 from snipit_cli.metrics.latency import measure_latency
@@ -18,10 +18,10 @@ from snipit_cli.metrics.macs import macs_by_module
 from snipit_cli.metrics.sparsity import layer_rows, param_totals
 from snipit_cli.models.arch import LIBRARY_PREFIXES, ArchSpec, build_model
 from snipit_cli.models.checkpoint import read_metadata, storage_of
-from snipit_cli.models.input_spec import InputSpec, probe_num_classes
+from snipit_cli.models.input_spec import InputSpec
 from snipit_cli.models.loading import LoadedModel
 from snipit_cli.models.storage import dense_nbytes
-from snipit_cli.workflows.prune import ModelOptions, load, resolve_device, resolve_input_spec
+from snipit_cli.workflows.session import ModelOptions, load, open_session, resolve_device
 
 #: Keys of the checkpoint metadata that describe how it was pruned.
 PRUNING_KEYS = (
@@ -76,18 +76,15 @@ def describe(request: DescribeRequest) -> dict[str, Any]:
 
 
 def _open(request: DescribeRequest) -> _Opened:
-    try:
-        loaded = load(request.model)
-    except ModelError as exc:
-        raise ModelError(f"cannot load {request.model.spec}: {exc}") from exc
+    """Load and probe one model; a load error names the model (``compare`` loads several)."""
+    loaded = load(request.model, name_in_errors=True)
     device = resolve_device(request.device)
-    dataset = open_dataset(request.data) if request.data else None
-    spec = resolve_input_spec(request.model.input_size, loaded, dataset_input_spec(dataset))
+    session = open_session(loaded, device=device, data=request.data, input_size=request.model.input_size)
+    spec = session.input_spec
     if request.input_from:
         spec = replace(spec, source=request.input_from)
-    model = loaded.model.eval().to(device)
-    num_classes = probe_num_classes(model, spec.size, device)
-    return _Opened(request, loaded, model, spec, num_classes, device, dataset)
+    model = session.model.eval()
+    return _Opened(request, loaded, model, spec, session.num_classes, device, session.dataset)
 
 
 def _measure(opened: _Opened) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""``snipit prune`` as a library call: spec -> model + data -> scores -> masks -> checkpoint + report."""
+"""``snipit prune`` as a library call: spec -> model + data -> scores -> masks -> checkpoint + report,
+then, with ``--finetune-epochs``, training the pruned model and writing that instead.
+
+Longer than 300 lines until its document builders (``checkpoint_document``, ``prune_report``,
+``_calibration_doc``, the notes: about 110 lines) move to ``workflows/documents.py``.
+"""
 
 from __future__ import annotations
 
@@ -12,21 +17,15 @@ import torch
 from torch import nn
 
 import snipit_cli
-from snipit_cli.criteria import Criterion, UnitCriterion, create_criterion
-from snipit_cli.data.build import (
-    DataOptions,
-    applied_input_spec,
-    calibration_data,
-    dataset_input_spec,
-    open_dataset,
-)
+from snipit_cli.criteria import Criterion, UnitCriterion
+from snipit_cli.data.build import DataOptions, calibration_data
 from snipit_cli.data.calibration import CalibrationData
-from snipit_cli.errors import ModelError, UsageError
-from snipit_cli.fileio import check_writable, write_all_atomic
+from snipit_cli.errors import UsageError
+from snipit_cli.fileio import write_all_atomic
 from snipit_cli.metrics.sparsity import layer_rows, param_totals
+from snipit_cli.models.arch import ArchSpec
 from snipit_cli.models.checkpoint import Storage, checkpoint_writer
-from snipit_cli.models.input_spec import InputSpec, Size, library_input_spec, probe_num_classes
-from snipit_cli.models.loading import LoadedModel, resolve_model
+from snipit_cli.models.loading import LoadedModel
 from snipit_cli.parallel import Launch, launched, process_group, rank_device
 from snipit_cli.pruning.engine import (
     MIN_LAYER_DENSITY,
@@ -39,23 +38,49 @@ from snipit_cli.pruning.engine import (
 from snipit_cli.pruning.masks import count_kept
 from snipit_cli.pruning.sync import scored_together
 from snipit_cli.pruning.targets import check_exclude, prunable_weights
+from snipit_cli.training.fit import fit, start
+from snipit_cli.training.loop import EpochProgress
+from snipit_cli.training.optim import OptimizerOptions
+from snipit_cli.workflows.session import (
+    RUN_ONLY_KEYS,
+    ModelOptions,
+    Session,
+    checkpoint_output,
+    claim_outputs,
+    load,
+    model_document,
+    open_session,
+    pruning_criterion,
+    resolve_device,
+    resolve_storage,
+)
+from snipit_cli.workflows.session.training_data import TrainingDataOptions, require_dataset, training_sets
+from snipit_cli.workflows.session.training_output import (
+    trained_document,
+    training_block,
+    training_outputs,
+    write_trained,
+)
 from snipit_cli.workflows.structured import StructuredOptions, limit_notes, slim_model, slim_report
 
-#: Report keys that describe the run rather than the checkpoint; the metadata omits them.
-RUN_ONLY_KEYS = ("params", "layers", "output", "report", "device", "notes", "seconds", "storage")
+__all__ = ["RUN_ONLY_KEYS", "Finetune", "ModelOptions", "PruneOutcome", "PruneRequest", "run_prune"]
 
 
-@dataclass
-class ModelOptions:
-    """How to find the model: the MODEL argument and the options that qualify it."""
+@dataclass(frozen=True)
+class Finetune:
+    """``--finetune-epochs``: then train the pruned model on the calibration split, masks held."""
 
-    spec: str
-    arch: str | None = None
-    arch_kwargs: dict[str, Any] | None = None
-    num_classes: int | None = None
-    pretrained: bool = False
-    trust_pickle: bool = False
-    input_size: Size | None = None
+    epochs: int
+    lr: float | None = None  # default: SGD's (see OptimizerOptions)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UsageError(f"--finetune-epochs must be at least 1 to fine-tune, got {self.epochs}")
+        self.optimizer  # noqa: B018  (refuses a bad --finetune-lr before any pruning)
+
+    @property
+    def optimizer(self) -> OptimizerOptions:
+        return OptimizerOptions(lr=self.lr)
 
 
 @dataclass
@@ -76,9 +101,7 @@ class PruneRequest:
     structured: StructuredOptions | None = None
     allow_collapse: bool = False  # unstructured: let the ranking empty whole layers
     storage: Storage | None = None  # default: see resolve_storage
-
-
-DEFAULT_METHOD = {"weights": "snip-it", "units": "snap-it"}
+    finetune: Finetune | None = None
 
 
 @dataclass
@@ -104,13 +127,19 @@ class Pruned:
     backend: str | None = None  # torch.distributed backend under torchrun
 
 
-def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneOutcome:
+def run_prune(
+    request: PruneRequest,
+    progress: Progress | None = None,
+    finetune_progress: EpochProgress | None = None,
+) -> PruneOutcome:
     """Prune, write the checkpoint and the report; return the model and the report.
 
     Under ``torchrun`` every rank runs this: each scores its shard of the calibration batches,
     the ranks sum their gradients at every step and apply the same masks, and rank 0 alone
     writes the files (every rank returns the same report). The ranks agree after each phase, so
     a failure on one rank (a file missing on one node, a corrupt image in one shard) stops all.
+    With ``request.finetune`` (one process only) the pruned model is then trained and replaces
+    the checkpoint; if training fails, the pruned checkpoint and report stay.
     """
     started = time.perf_counter()
     launch = launched()
@@ -121,25 +150,15 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
             pruned = _prune_units(request, setup, progress, sync)
         else:
             pruned = _prune_weights(request, setup, progress, sync)
-        model = setup.model.to("cpu")
+        model = setup.session.model.to("cpu")
         pruned.samples_per_rank = sync.gather_int(pruned.samples_read)
         pruned.backend = getattr(sync, "backend", None)
 
         document = checkpoint_document(setup, pruned, request)
-        rows = layer_rows(model, request.exclude, dense=pruned.dense)
         storage = resolve_storage(request.storage, model, structured=request.structured is not None)
-        report = {
-            **document,
-            **pruned.report_extra,
-            "params": param_totals(model, rows, dense=pruned.dense),
-            "layers": rows,
-            "output": str(setup.output),
-            "report": str(setup.report_path),
-            "device": str(device),
-            "storage": storage,
-            "notes": setup.data.notes + pruned.notes,
-            "seconds": round(time.perf_counter() - started, 3),
-        }
+        report = prune_report(
+            request, setup, pruned, document, device=device, storage=storage, started=started
+        )
         text = json.dumps(report, indent=2) + "\n"
         writers = {
             setup.output: checkpoint_writer(model, {**document, **pruned.checkpoint_extra}, storage),
@@ -147,19 +166,45 @@ def run_prune(request: PruneRequest, progress: Progress | None = None) -> PruneO
         }
         # Only rank 0 writes; the others wait to hear that it did (or why it could not).
         scored_together(sync, write_all_atomic if sync.rank == 0 else lambda _: None, writers)
+    if request.finetune is not None:
+        report = _finetune(request, report, model, device, finetune_progress)
     return PruneOutcome(model, report)
+
+
+def prune_report(
+    request: PruneRequest,
+    setup: Setup,
+    pruned: Pruned,
+    document: dict[str, Any],
+    *,
+    device: torch.device,
+    storage: Storage,
+    started: float,
+) -> dict[str, Any]:
+    """The report: the checkpoint's document plus what describes the run (see RUN_ONLY_KEYS)."""
+    model = setup.session.model
+    rows = layer_rows(model, request.exclude, dense=pruned.dense)
+    return {
+        **document,
+        **pruned.report_extra,
+        "params": param_totals(model, rows, dense=pruned.dense),
+        "layers": rows,
+        "output": str(setup.output),
+        "report": str(setup.report_path),
+        "device": str(device),
+        "storage": storage,
+        "notes": setup.data.notes + pruned.notes,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
 
 
 @dataclass
 class Setup:
-    """The model, data and criterion a run prunes with, checked before any scoring."""
+    """The session, data and criterion a run prunes with, checked before any scoring."""
 
     criterion: Criterion | UnitCriterion
     schedule: list[float]
-    loaded: LoadedModel
-    model: nn.Module
-    model_input: InputSpec
-    num_classes: int
+    session: Session
     data: CalibrationData
     output: Path
     report_path: Path
@@ -167,25 +212,36 @@ class Setup:
 
 def _prepare(request: PruneRequest, device: torch.device, launch: Launch) -> Setup:
     """Resolve method, model, outputs and data; every check that needs no scoring happens here."""
-    level = "units" if request.structured else "weights"
-    criterion = create_criterion(request.method or DEFAULT_METHOD[level], level)
+    criterion = pruning_criterion(request.method, request.structured is not None)
     schedule = schedule_for(criterion, request.sparsity, request.steps)
     torch.manual_seed(request.seed)  # model initialisation is part of what --seed fixes
     loaded = load(request.model)
     check_exclude(loaded.model, request.exclude)
     output, report_path = output_paths(request, loaded)
     # Data-free criteria never open the dataset (it need not even exist).
-    dataset = open_dataset(request.data) if criterion.needs_data else None
-    model_input = resolve_input_spec(request.model.input_size, loaded, dataset_input_spec(dataset))
-    model = loaded.model.to(device)
-    num_classes = probe_num_classes(model, model_input.size, device)
-    if dataset is not None:  # record the normalisation the data really gets (--mean/--std included)
-        model_input = applied_input_spec(request.data, dataset, model_input)
-    data = calibration_data(
-        request.data, dataset, model_input, num_classes, device, launch.rank, launch.world_size
+    data = request.data if criterion.needs_data else None
+    session = open_session(loaded, device=device, data=data, input_size=request.model.input_size)
+    calibration = calibration_data(
+        options=request.data,
+        dataset=session.dataset,
+        model_input=session.input_spec,
+        num_classes=session.num_classes,
+        device=device,
+        rank=launch.rank,
+        world_size=launch.world_size,
     )
-    _check_enough_batches(data, criterion, launch.world_size)
-    return Setup(criterion, schedule, loaded, model, model_input, num_classes, data, output, report_path)
+    _check_enough_batches(calibration, criterion, launch.world_size)
+    return Setup(criterion, schedule, session, calibration, output, report_path)
+
+
+def output_paths(request: PruneRequest, loaded: LoadedModel) -> tuple[Path, Path]:
+    """Checkpoint and report paths, checked before any work is done."""
+    output = checkpoint_output(request.output, loaded, "pruned")
+    report = request.report or output.with_name(f"{output.stem}.report.json")
+    if report.resolve() == output.resolve():
+        raise UsageError("--report and -o/--output must be different files")
+    claim_outputs((output, report), force=request.force, inputs=(loaded.path,))
+    return output, report
 
 
 def _check_enough_batches(data: CalibrationData, criterion, world_size: int) -> None:
@@ -199,15 +255,23 @@ def _check_enough_batches(data: CalibrationData, criterion, world_size: int) -> 
 
 def _prune_weights(request: PruneRequest, setup: Setup, progress, sync) -> Pruned:
     """SNIP-it and friends: zero weights in place."""
-    loaded, model, criterion, data = setup.loaded, setup.model, setup.criterion, setup.data
-    schedule, size = setup.schedule, setup.model_input.size
+    loaded, model, data = setup.session.loaded, setup.session.model, setup.data
     weights = prunable_weights(model, request.exclude)
     _check_not_sparser_already(weights, request.sparsity, loaded.source)
     density = None if request.allow_collapse else MIN_LAYER_DENSITY
     result = prune(
-        model, weights, criterion, data.batches, schedule, data.local_batches, request.seed, progress, size,
-        density, sync,
-    )  # fmt: skip
+        model=model,
+        weights=weights,
+        criterion=setup.criterion,
+        batches_for_step=data.batches,
+        schedule=setup.schedule,
+        n_batches=data.local_batches,
+        seed=request.seed,
+        progress=progress,
+        input_size=setup.session.input_spec.size,
+        min_layer_density=density,
+        sync=sync,
+    )
     slim = (loaded.metadata or {}).get("slim")  # a slim checkpoint keeps its shapes
     collapse = {"guard": not request.allow_collapse, "min_layer_density": density, "held": result.held_layers}
     return Pruned(
@@ -222,13 +286,20 @@ def _prune_weights(request: PruneRequest, setup: Setup, progress, sync) -> Prune
 
 def _prune_units(request: PruneRequest, setup: Setup, progress, sync) -> Pruned:
     """SNAP-it and friends: remove channels, neurons and heads, then prove the slim model right."""
-    loaded, model, criterion, data = setup.loaded, setup.model, setup.criterion, setup.data
-    schedule, size = setup.schedule, setup.model_input.size
-    options = request.structured
+    model, size, options = setup.session.model, setup.session.input_spec.size, request.structured
     outcome = slim_model(
-        model, loaded.arch, criterion, data, schedule, size, options, request.exclude, request.seed, progress,
-        sync,
-    )  # fmt: skip
+        model=model,
+        arch=setup.session.loaded.arch,
+        criterion=setup.criterion,
+        data=setup.data,
+        schedule=setup.schedule,
+        size=size,
+        options=options,
+        exclude=request.exclude,
+        seed=request.seed,
+        progress=progress,
+        sync=sync,
+    )
     figures = slim_report(outcome, model, size)
     achieved = figures["removed"][options.target]
     short = achieved < request.sparsity - 0.01
@@ -246,11 +317,12 @@ def _prune_units(request: PruneRequest, setup: Setup, progress, sync) -> Pruned:
 
 def checkpoint_document(setup: Setup, pruned: Pruned, request: PruneRequest) -> dict[str, Any]:
     """The JSON stored in the checkpoint's metadata: how to rebuild the model and what was done."""
-    loaded, model_input, num_classes = setup.loaded, setup.model_input, setup.num_classes
-    criterion, data = setup.criterion, setup.data
+    session, criterion, data = setup.session, setup.criterion, setup.data
     return {
         "snipit_version": snipit_cli.__version__,
-        "model": model_document(loaded, model_input, num_classes, request.model.pretrained),
+        "model": model_document(
+            session.loaded, session.input_spec, session.num_classes, request.model.pretrained
+        ),
         "method": criterion.name,
         "structured": request.structured is not None,
         "schedule": pruned.schedule,
@@ -273,121 +345,6 @@ def checkpoint_document(setup: Setup, pruned: Pruned, request: PruneRequest) -> 
             "samples_per_rank": pruned.samples_per_rank,
         },
     }
-
-
-def model_document(loaded: LoadedModel, model_input: InputSpec, num_classes: int, pretrained: bool) -> dict:
-    """How to rebuild the model and feed it: the ``model`` block of every checkpoint's metadata."""
-    return {
-        "source": loaded.source,
-        "arch": loaded.arch.to_json() if loaded.arch else None,
-        "input_size": list(model_input.size),
-        "input_size_from": model_input.source,
-        "mean": list(model_input.mean) if model_input.mean else None,
-        "std": list(model_input.std) if model_input.std else None,
-        "num_classes": num_classes,
-        "pretrained": pretrained,
-    }
-
-
-def load(options: ModelOptions) -> LoadedModel:
-    """Resolve the model options into a loaded model."""
-    return resolve_model(
-        options.spec,
-        arch=options.arch,
-        arch_kwargs=options.arch_kwargs,
-        num_classes=options.num_classes,
-        pretrained=options.pretrained,
-        trust_pickle=options.trust_pickle,
-    )
-
-
-def output_paths(request: PruneRequest, loaded: LoadedModel) -> tuple[Path, Path]:
-    """Checkpoint and report paths, checked before any work is done."""
-    output = request.output or Path(f"{loaded.name}-pruned.safetensors")
-    if output.suffix != ".safetensors":
-        raise UsageError(f"-o/--output must end in .safetensors, got {output}")
-    report = request.report or output.with_name(f"{output.stem}.report.json")
-    inputs = (loaded.path,) if loaded.path else ()
-    if report.resolve() == output.resolve():
-        raise UsageError("--report and -o/--output must be different files")
-    for path in (output, report):
-        check_writable(path, request.force, inputs)
-    return output, report
-
-
-def resolve_input_spec(explicit: Size | None, loaded: LoadedModel, from_data: InputSpec | None) -> InputSpec:
-    """Input size by precedence: --input-size, checkpoint metadata, model library, dataset (whose
-    size is ``()`` when its images disagree); mean/std the model's, else the dataset's — what the
-    data transform applies unless --mean/--std say otherwise, so the record shows them."""
-    recorded = (loaded.metadata or {}).get("model") or {}
-    known = library_input_spec(loaded.model, loaded.arch)
-    if recorded.get("input_size"):
-        mean, std = recorded.get("mean"), recorded.get("std")
-        known = InputSpec(
-            tuple(recorded["input_size"]),
-            tuple(mean) if mean else None,
-            tuple(std) if std else None,
-            "checkpoint metadata",
-        )
-    stats = next((s for s in (known, from_data) if s is not None and s.mean and s.std), None)
-    mean, std = (stats.mean, stats.std) if stats else (None, None)
-    if explicit is not None:
-        return InputSpec(explicit, mean, std, "--input-size")
-    if known is not None:
-        return InputSpec(known.size, mean, std, known.source)
-    if from_data is not None and from_data.size:
-        return from_data
-    why = f" ({from_data.source})" if from_data is not None else ""
-    raise ModelError(
-        f"cannot tell what input size this model takes{why}; pass --input-size C,H,W (e.g. 3,32,32)"
-    )
-
-
-#: Exact zeros, as a share of the Conv/Linear weights, from which a model counts as pruned. Random
-#: init leaves a few (float32 draws that come out 0.0: 12 of the 103M weights of timm vgg11_bn's
-#: pre_logits conv); a pruning run leaves its whole sparsity.
-PRUNED_ZEROS = 0.01
-
-
-def resolve_storage(requested: Storage | None, model: nn.Module, structured: bool | None = None) -> Storage:
-    """``--storage``, else what the run did: sparse after unstructured pruning, dense after
-    ``--structured`` (a slim model's weights are dense). With the mode unknown (``snipit train``
-    of any checkpoint), sparse when the model has pruned weights: PRUNED_ZEROS of them are zero."""
-    if requested is not None:
-        return requested
-    if structured is not None:
-        return "dense" if structured else "sparse"
-    weights = prunable_weights(model).values()
-    zeros = sum(int((w == 0).sum()) for w in weights)
-    return "sparse" if zeros >= PRUNED_ZEROS * sum(w.numel() for w in weights) else "dense"
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; anything but ``cpu``, ``cuda`` or an existing ``cuda:N``
-    is a usage error (torch would accept ``meta``, ``mps``, ``xla``... and fail later, mid-run).
-
-    On CUDA, cuDNN is put in deterministic mode so the same seed gives the same masks.
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError, ValueError):
-        raise UsageError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
-        raise UsageError(f"--device {name} is not supported; snipit runs on auto, cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA GPU is available; use --device cpu")
-    if device.type == "cuda":
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise UsageError(
-                f"--device {name} asked for, but this machine has {count} CUDA GPU(s): cuda:0 to "
-                f"cuda:{count - 1}"
-            )
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    return device
 
 
 def _check_not_sparser_already(weights: dict[str, nn.Parameter], target: float, source: str) -> None:
@@ -437,3 +394,49 @@ def _calibration_doc(
         "passes": steps_read * described["batches"],
         "samples_read": steps_read * described["samples"],
     }
+
+
+def _finetune(
+    request: PruneRequest,
+    report: dict[str, Any],
+    model: nn.Module,
+    device: torch.device,
+    progress: EpochProgress | None,
+) -> dict[str, Any]:
+    """Train the model just pruned, in memory, on the calibration split (evaluated on the test
+    split when that is other images, else unevaluated with a note), and replace its checkpoint
+    with the fine-tuned one and its training state; the report gains the ``finetune`` block."""
+    assert request.finetune is not None
+    torch.manual_seed(request.seed)
+    metadata = {k: v for k, v in report.items() if k not in RUN_ONLY_KEYS}
+    arch = report["model"].get("arch")
+    loaded = LoadedModel(
+        model, report["model"]["source"], ArchSpec.from_json(arch) if arch else None, metadata
+    )
+    output, _ = training_outputs(Path(report["output"]), loaded, force=True)
+    require_dataset(request.data)
+    session = open_session(loaded, device=device, data=request.data, input_size=request.model.input_size)
+    test_split = "test" if request.data.split == "train" else None
+    sets = training_sets(TrainingDataOptions(request.data, test_split, lenient_test=True), session)
+    optimizer, epochs = request.finetune.optimizer, request.finetune.epochs
+    weights = prunable_weights(session.model, request.exclude)
+    state = start(session.model, weights=weights, masks=current_masks(weights), options=optimizer)
+    state = fit(state, train=sets.train, test=sets.test, options=optimizer, epochs=epochs, progress=progress)
+    block = training_block(
+        state,
+        epochs=epochs,
+        optimizer=optimizer,
+        data=sets.record,
+        seed=request.seed,
+        exclude=request.exclude,
+        pruning=None,
+    )
+    slim = metadata.get("slim")
+    pretrained = request.model.pretrained
+    document = trained_document(
+        metadata, session, pretrained=pretrained, state=state, slim=slim, training=block
+    )
+    write_trained(output, state, document, request.storage)
+    model.to("cpu").eval()
+    finetuned = block | {"params": param_totals(model, layer_rows(model, request.exclude))}
+    return {**report, "notes": report["notes"] + sets.notes, "finetune": finetuned}

@@ -44,7 +44,7 @@ def test_min_keep_is_a_share_of_the_dense_width_over_all_events(cli, mnist_root)
 
 def test_resume_keeps_the_dense_widths_of_the_first_run(cli, mnist_root, monkeypatch):
     """Interrupted after two events, resumed for the third: the floor is still 0.5 of the dense width."""
-    from snipit_cli.workflows import train
+    from snipit_cli.training import fit as train
 
     calls = []
     real_epoch = train.train_epoch

@@ -16,7 +16,7 @@ from snipit_cli.models.checkpoint import read_metadata, read_tensors
 from snipit_cli.models.loading import load_model
 from snipit_cli.models.zoo import SmallCNN
 from snipit_cli.training.optim import OptimizerOptions, lr_at, slice_state
-from snipit_cli.workflows.prune import ModelOptions
+from snipit_cli.workflows.session import ModelOptions
 from snipit_cli.workflows.train import TrainRequest, run_train
 
 DATA = ("--data", "mnist", "--data-root", "mnist-root", "--split", "test", "--holdout", "0.25")
@@ -219,3 +219,28 @@ def test_prune_freq_zero_runs_every_step_before_training(cli, mnist_root):
     assert json.loads(result.stdout)["training"]["history"][0]["weight_sparsity"] == pytest.approx(
         0.9, abs=1e-6
     )
+
+
+def test_prune_refuses_a_bad_finetune_lr_before_pruning(cli, mnist_root):
+    """The fine-tuning options are checked with the others: no pruned checkpoint is left behind."""
+    result = cli(
+        "prune", "snipit:lenet300-100", *DATA[:6], "--finetune-epochs", "1", "--finetune-lr", "0",
+        "-o", "f.safetensors",
+    )  # fmt: skip
+    assert result.exit_code == 2 and result.stderr.startswith("error: --lr must be positive, got 0.0")
+    assert not Path("f.safetensors").exists() and not Path("f.report.json").exists()
+
+
+def test_a_finetuned_prune_checkpoint_resumes_with_snipit_train(cli, mnist_root):
+    """prune --finetune-epochs writes the training state too, so `train --resume` carries on."""
+    first = cli(
+        "prune", "snipit:lenet300-100", "--sparsity", "0.9", *DATA[:6], "--batch-size", "32",
+        "--finetune-epochs", "1", "-o", "f.safetensors", "--json",
+    )  # fmt: skip
+    assert first.exit_code == 0, first.stderr
+    assert Path("f.train-state.safetensors").is_file()
+    again = cli("train", "f.safetensors", "--resume", "--epochs", "2", "-o", "g.safetensors", "--json")
+    assert again.exit_code == 0, again.stderr
+    training = json.loads(again.stdout)["training"]
+    assert training["epochs_done"] == 2 and len(training["history"]) == 2
+    assert training["history"][0] == json.loads(first.stdout)["finetune"]["history"][0]

@@ -18,7 +18,7 @@ from snipit_cli.data.specs import parse_data_spec
 from snipit_cli.models.checkpoint import read_metadata, read_tensors
 from snipit_cli.training.loop import NullEpochProgress
 from snipit_cli.training.optim import OptimizerOptions
-from snipit_cli.workflows.prune import ModelOptions
+from snipit_cli.workflows.session import ModelOptions
 from snipit_cli.workflows.train import PruneWhileTraining, TrainRequest, run_train
 
 LENET = "snipit:lenet300-100"
