@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snipit_cli.criteria.base import Batch
 from snipit_cli.errors import NumericsError
-from snipit_cli.pruning.sync import LOCAL, Sync, scored_together
+from snipit_cli.sync import LOCAL, Sync, scored_together
+from snipit_cli.types import Batch
 
 
 def sum_gradients(

@@ -29,7 +29,7 @@ class Snip(Criterion):
 class SnipIt(Snip):
     name = "snip-it"
     summary = "SNIP rescored on the pruned network over a shrinking schedule (Verdenius et al. 2020)"
-    iterative = True
+    schedule_kind = "snipit"
 
 
 def accumulate_gradients(ctx: ScoringContext) -> dict[str, torch.Tensor]:

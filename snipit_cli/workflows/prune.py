@@ -34,12 +34,14 @@ from snipit_cli.pruning.engine import (
     PruneResult,
     current_masks,
     prune,
-    schedule_for,
 )
 from snipit_cli.pruning.masks import count_kept
-from snipit_cli.pruning.sync import scored_together
+from snipit_cli.pruning.schedule import schedule_for
+from snipit_cli.pruning.structured.figures import limit_notes, slim_report
+from snipit_cli.pruning.structured.options import StructuredOptions
+from snipit_cli.pruning.structured.slim import slim_model
 from snipit_cli.pruning.targets import check_exclude, prunable_weights
-from snipit_cli.workflows.structured import StructuredOptions, limit_notes, slim_model, slim_report
+from snipit_cli.sync import scored_together
 
 #: Report keys that describe the run rather than the checkpoint; the metadata omits them.
 RUN_ONLY_KEYS = ("params", "layers", "output", "report", "device", "notes", "seconds", "storage")
@@ -205,9 +207,18 @@ def _prune_weights(request: PruneRequest, setup: Setup, progress, sync) -> Prune
     _check_not_sparser_already(weights, request.sparsity, loaded.source)
     density = None if request.allow_collapse else MIN_LAYER_DENSITY
     result = prune(
-        model, weights, criterion, data.batches, schedule, data.local_batches, request.seed, progress, size,
-        density, sync,
-    )  # fmt: skip
+        model,
+        weights=weights,
+        criterion=criterion,
+        batches_for_step=data.batches,
+        schedule=schedule,
+        n_batches=data.local_batches,
+        seed=request.seed,
+        progress=progress,
+        input_size=size,
+        min_layer_density=density,
+        sync=sync,
+    )
     slim = (loaded.metadata or {}).get("slim")  # a slim checkpoint keeps its shapes
     collapse = {"guard": not request.allow_collapse, "min_layer_density": density, "held": result.held_layers}
     return Pruned(
@@ -226,9 +237,18 @@ def _prune_units(request: PruneRequest, setup: Setup, progress, sync) -> Pruned:
     schedule, size = setup.schedule, setup.model_input.size
     options = request.structured
     outcome = slim_model(
-        model, loaded.arch, criterion, data, schedule, size, options, request.exclude, request.seed, progress,
-        sync,
-    )  # fmt: skip
+        model,
+        arch=loaded.arch,
+        criterion=criterion,
+        data=data,
+        schedule=schedule,
+        size=size,
+        options=options,
+        exclude=request.exclude,
+        seed=request.seed,
+        progress=progress,
+        sync=sync,
+    )
     figures = slim_report(outcome, model, size)
     achieved = figures["removed"][options.target]
     short = achieved < request.sparsity - 0.01

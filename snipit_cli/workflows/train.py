@@ -45,9 +45,12 @@ from snipit_cli.models.dtypes import SUPPORTED_TEXT, unsupported
 from snipit_cli.models.input_spec import InputSpec, probe_num_classes
 from snipit_cli.models.loading import LoadedModel
 from snipit_cli.pruning.engine import MIN_LAYER_DENSITY, current_masks, prune
-from snipit_cli.pruning.masks import count_kept
+from snipit_cli.pruning.masks import apply_masks, count_kept
+from snipit_cli.pruning.schedule import schedule_for
+from snipit_cli.pruning.structured.options import StructuredOptions
+from snipit_cli.pruning.structured.slim import count_units, kept_indices, slim_model
 from snipit_cli.pruning.targets import check_exclude, prunable_weights
-from snipit_cli.training.loop import EpochProgress, NullEpochProgress, hold_masks, train_epoch
+from snipit_cli.training.loop import EpochProgress, NullEpochProgress, train_epoch
 from snipit_cli.training.optim import (
     OptimizerOptions,
     load_state_by_name,
@@ -66,7 +69,6 @@ from snipit_cli.workflows.prune import (
     resolve_input_spec,
     resolve_storage,
 )
-from snipit_cli.workflows.structured import StructuredOptions, count_units, kept_indices, slim_model
 
 STATE_KEY = "snipit_train_state"
 
@@ -207,13 +209,13 @@ def run_train(
         progress.start_epoch(epoch, request.epochs, train_data.n_batches)
         trained = train_epoch(
             run.model,
-            train_data.batches(epoch),
-            run.optimizer,
-            lambda step: lr_at(request.optimizer, step, total_steps),
-            run.step,
-            run.weights,
-            run.masks,
-            progress,
+            batches=train_data.batches(epoch),
+            optimizer=run.optimizer,
+            lr_for_step=lambda step: lr_at(request.optimizer, step, total_steps),
+            first_step=run.step,
+            weights=run.weights,
+            masks=run.masks,
+            progress=progress,
         )
         run.step = int(trained["steps"])
         run.epochs_done = epoch + 1
@@ -450,7 +452,7 @@ class _Pruner:
         self.options = options
         level = "units" if options.structured else "weights"
         self.criterion = create_criterion(options.method or DEFAULT_METHOD[level], level)
-        self.schedule = self.criterion.schedule(options.sparsity, options.steps)
+        self.schedule = schedule_for(self.criterion, options.sparsity, options.steps)
         self.epochs = [options.delay + i * options.freq for i in range(len(self.schedule))]
         if self.epochs[-1] >= request.epochs:
             raise UsageError(
@@ -491,10 +493,16 @@ class _Pruner:
     def _prune_weights(self, fraction: float, step: int) -> float:
         run = self.run
         result = prune(
-            run.model, run.weights, self.criterion, lambda _: self.calibration.batches(step), [fraction],
-            self.calibration.n_batches, self.request.seed + step, None, self.size,
-            None if self.options.allow_collapse else MIN_LAYER_DENSITY,
-        )  # fmt: skip
+            run.model,
+            weights=run.weights,
+            criterion=self.criterion,
+            batches_for_step=lambda _: self.calibration.batches(step),
+            schedule=[fraction],
+            n_batches=self.calibration.n_batches,
+            seed=self.request.seed + step,
+            input_size=self.size,
+            min_layer_density=None if self.options.allow_collapse else MIN_LAYER_DENSITY,
+        )
         self.held += [n for n in result.held_layers if n not in self.held]
         run.masks = result.masks
         _reset_pruned_state(run)
@@ -510,10 +518,17 @@ class _Pruner:
             return 1 - now / self.dense_amount
         state = state_by_name(run.model, run.optimizer)
         outcome = slim_model(
-            run.model, self.loaded.arch, self.criterion, _OneStep(self.calibration, step), [relative],
-            self.size, options.structured, self.request.exclude, self.request.seed + step, None,
+            run.model,
+            arch=self.loaded.arch,
+            criterion=self.criterion,
+            data=_OneStep(self.calibration, step),
+            schedule=[relative],
+            size=self.size,
+            options=options.structured,
+            exclude=self.request.exclude,
+            seed=self.request.seed + step,
             dense_units=self.dense_units,
-        )  # fmt: skip
+        )
         self.dense_units = {**outcome.group_sizes, **self.dense_units}  # the first width seen stays
         kept = kept_indices(outcome, self.size, self.request.exclude)
         shapes = {n: p.shape for n, p in run.model.named_parameters()}
@@ -573,14 +588,14 @@ def _reset_pruned_state(run: _Run) -> None:
         for value in run.optimizer.state.get(w, {}).values():
             if isinstance(value, torch.Tensor) and value.shape == w.shape:
                 value.mul_(run.masks[name].to(value.dtype))
-    hold_masks(run.weights, run.masks)
+    apply_masks(run.weights, run.masks)
 
 
 # ---------------------------------------------------------------- records and files
 
 
 def _epoch_record(run: _Run, epoch, trained, test_data, request, total_steps, started) -> dict[str, Any]:
-    evaluated = evaluate(run.model, test_data.batches(0)) if test_data is not None else None
+    evaluated = evaluate(run.model, batches=test_data.batches(0)) if test_data is not None else None
     total = sum(m.numel() for m in run.masks.values())
     return {
         "epoch": epoch + 1,
