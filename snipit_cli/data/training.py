@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from snipit_cli.data.calibration import _Transformed, step_generator
-from snipit_cli.data.readers import TensorImages
+from snipit_cli.data.readers.base import TensorImages
 from snipit_cli.errors import DataError, UsageError
 from snipit_cli.types import Batch
 
