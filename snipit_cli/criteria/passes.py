@@ -15,7 +15,7 @@ from snipit_cli.types import Batch
 
 
 def sum_gradients(
-    model: nn.Module, inputs: list[torch.Tensor], batches: Iterable[Batch], sync: Sync = LOCAL
+    model: nn.Module, inputs: list[torch.Tensor], batches: Iterable[Batch], *, sync: Sync = LOCAL
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Sum over batches of dL/d``inputs`` (cross-entropy, eval mode) and the summed loss.
 

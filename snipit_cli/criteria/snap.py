@@ -23,7 +23,7 @@ class Snap(UnitCriterion):
 
     def score_units(self, ctx: UnitScoringContext) -> list[torch.Tensor]:
         # ctx.gates are the gates the engine has installed: their gradients are the sensitivities.
-        grads, loss = sum_gradients(ctx.model, ctx.gates, ctx.batches, ctx.sync)
+        grads, loss = sum_gradients(ctx.model, ctx.gates, ctx.batches, sync=ctx.sync)
         return [g.abs() / loss.clamp_min(torch.finfo(torch.float32).tiny) for g in grads]
 
 

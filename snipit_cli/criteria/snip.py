@@ -34,5 +34,5 @@ class SnipIt(Snip):
 
 def accumulate_gradients(ctx: ScoringContext) -> dict[str, torch.Tensor]:
     """Sum of dL/dw over the calibration batches (see :func:`sum_gradients`)."""
-    grads, _ = sum_gradients(ctx.model, list(ctx.weights.values()), ctx.batches, ctx.sync)
+    grads, _ = sum_gradients(ctx.model, list(ctx.weights.values()), ctx.batches, sync=ctx.sync)
     return dict(zip(ctx.weights, grads, strict=True))

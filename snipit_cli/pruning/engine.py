@@ -149,7 +149,7 @@ def _check_keeps_some(schedule: list[float], total: int) -> None:
 def _next_masks(scores, current: Masks, keep: int, floors, fraction: float, held: list[str]) -> Masks:
     """Global top-k; with floors, layers it would empty are held at their minimum instead."""
     try:
-        return compute_masks(scores, current, keep, floors, held)
+        return compute_masks(scores, current, keep=keep, floors=floors, held=held)
     except FloorError as exc:
         raise UsageError(
             f"sparsity {fraction} keeps {keep} weights, fewer than the {exc.needed} the collapse guard "

@@ -28,6 +28,7 @@ def full_masks(weights: Mapping[str, torch.Tensor]) -> Masks:
 def compute_masks(
     scores: Mapping[str, torch.Tensor],
     current: Mapping[str, torch.Tensor],
+    *,
     keep: int,
     floors: Mapping[str, int] | None = None,
     held: list[str] | None = None,
