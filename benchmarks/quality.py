@@ -97,9 +97,9 @@ def execute(run: Run, data_root: str) -> dict:
     from snipit_cli.data.build import DataOptions
     from snipit_cli.data.specs import parse_data_spec
     from snipit_cli.metrics.macs import count_macs
+    from snipit_cli.pruning.structured.options import StructuredOptions
     from snipit_cli.training.optim import OptimizerOptions
     from snipit_cli.workflows.prune import ModelOptions
-    from snipit_cli.workflows.structured import StructuredOptions
     from snipit_cli.workflows.train import PruneWhileTraining, TrainRequest, run_train
 
     during = run.when == "during"

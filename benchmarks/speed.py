@@ -39,9 +39,9 @@ from snipit_cli.data.specs import parse_data_spec
 from snipit_cli.metrics.latency import measure_latency
 from snipit_cli.metrics.macs import count_macs
 from snipit_cli.models.arch import build_model, parse_arch
+from snipit_cli.pruning.structured.options import StructuredOptions
 from snipit_cli.pruning.targets import prunable_weights
 from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
-from snipit_cli.workflows.structured import StructuredOptions
 
 RESULTS = Path(__file__).parent / "results"
 OVERHEAD_CASES = [
@@ -177,7 +177,7 @@ def slim(repeats: int) -> list[dict]:
     for spec, size in SLIM_MODELS:
         torch.manual_seed(0)
         dense = build_model(parse_arch(spec, num_classes=10))
-        dense_lat = measure_latency(dense, size, (1, 32), repeats=max(20, repeats))
+        dense_lat = measure_latency(dense, size, batch_sizes=(1, 32), repeats=max(20, repeats))
         dense_macs = count_macs(dense, size)
         for sparsity in (0.3, 0.5, 0.7):
             for round_to in (1, 8):
@@ -194,7 +194,7 @@ def _slim_row(spec, size, sparsity, round_to, dense_lat, dense_macs, repeats) ->
         start = time.perf_counter()
         outcome = run_prune(req)
         prune_s = time.perf_counter() - start
-    lat = measure_latency(outcome.model, size, (1, 32), repeats=max(20, repeats))
+    lat = measure_latency(outcome.model, size, batch_sizes=(1, 32), repeats=max(20, repeats))
     macs = outcome.report["macs"]["pruned"]
     row = {
         "model": spec,
@@ -233,13 +233,13 @@ def peers(repeats: int) -> dict:
             snipit_times.append(time.perf_counter() - start)
             snipit_macs = outcome.report["macs"]["pruned"]
             snipit_model = outcome.model
-    snipit_lat = measure_latency(snipit_model, size, (1, 32), repeats=20)
+    snipit_lat = measure_latency(snipit_model, size, batch_sizes=(1, 32), repeats=20)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.safetensors"
         rounded = run_prune(
             request(spec, size, True, out, batches=2, batch_size=16, sparsity=0.5, target="macs", round_to=8)
         )
-    rounded_lat = measure_latency(rounded.model, size, (1, 32), repeats=20)
+    rounded_lat = measure_latency(rounded.model, size, batch_sizes=(1, 32), repeats=20)
 
     # MetaPruner: uniform channel ratio r gives MACs ~ (1 - r)^2: r = 1 - sqrt(0.5) for -50% MACs.
     meta_times = []
@@ -258,7 +258,7 @@ def peers(repeats: int) -> dict:
         pruner.step()
         meta_times.append(time.perf_counter() - start)
     meta_macs = count_macs(model, size)
-    meta_lat = measure_latency(model, size, (1, 32), repeats=20)
+    meta_lat = measure_latency(model, size, batch_sizes=(1, 32), repeats=20)
 
     def unstructured(method: str) -> list[float]:
         times = []

@@ -6,11 +6,11 @@ Run by hand (not in the test suite):
 
 Prunes timm:resnet18 (random init, 1000 classes, ``--method magnitude``: data-free, so the figures
 do not depend on calibration data) once per sparsity through ``run_prune``, then writes the same
-model both ways with ``save_checkpoint`` and reads it back with ``snipit_cli.load_model``, timing
-each (median of --repeats, interleaved). On a shared machine, ``--threads 1`` keeps the small
-per-tensor torch ops from waiting on a busy second core (they then vary 10x run to run). Bits
-per weight are those of the encoded prunable weights alone (mask + values, no header), against
-the ``(1 - s) * 32 + 1`` the encoding predicts.
+model both ways with ``checkpoint_writer`` (atomically, as the CLI does) and reads it back with
+``snipit_cli.load_model``, timing each (median of --repeats, interleaved). On a shared machine,
+``--threads 1`` keeps the small per-tensor torch ops from waiting on a busy second core (they
+then vary 10x run to run). Bits per weight are those of the encoded prunable weights alone
+(mask + values, no header), against the ``(1 - s) * 32 + 1`` the encoding predicts.
 Writes ``benchmarks/results/storage.md`` and ``storage.json``.
 """
 
@@ -32,7 +32,8 @@ from safetensors.torch import load_file
 import snipit_cli
 from snipit_cli.data.build import DataOptions
 from snipit_cli.data.specs import parse_data_spec
-from snipit_cli.models.checkpoint import read_metadata, save_checkpoint
+from snipit_cli.fileio import write_atomic
+from snipit_cli.models.checkpoint import checkpoint_writer, read_metadata
 from snipit_cli.models.storage import MASK_SUFFIX, VALUES_SUFFIX
 from snipit_cli.pruning.targets import prunable_weights
 from snipit_cli.workflows.prune import RUN_ONLY_KEYS, ModelOptions, PruneRequest, run_prune
@@ -91,7 +92,9 @@ def row(sparsity: float, repeats: int, folder: Path) -> dict:
     load = {s: [] for s in paths}
     for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
         for storage, path in paths.items():
-            save[storage].append(timed(lambda p=path, s=storage: save_checkpoint(model, p, document, s)))
+            save[storage].append(
+                timed(lambda p=path, s=storage: write_atomic(p, checkpoint_writer(model, document, s)))
+            )
             load[storage].append(timed(lambda p=path: snipit_cli.load_model(p)))
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -120,7 +123,7 @@ def markdown(results: dict) -> str:
         "",
         f"Command: `{meta['command']}`; torch {meta['torch']}, {meta['threads']} threads, {meta['machine']}. "
         f"{MODEL} (random init, 1000 classes), magnitude pruning; times are median [min–max] (n runs) "
-        "of `save_checkpoint` (encode + write) and `snipit_cli.load_model` (read + decode + build).",
+        "of `checkpoint_writer` (encode + atomic write) and `snipit_cli.load_model` (read + decode + build).",
         "",
         "| sparsity | dense bytes | sparse bytes | sparse / dense | bits/weight (pruned layers) | "
         "predicted (1−s)·32+1 | save dense s | save sparse s | load dense s | load sparse s | same outputs |",

@@ -22,8 +22,8 @@ import torch
 
 from snipit_cli.data.build import DataOptions
 from snipit_cli.data.specs import DataSpec
+from snipit_cli.pruning.structured.options import StructuredOptions
 from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
-from snipit_cli.workflows.structured import StructuredOptions
 
 ARCHS = [
     "timm:resnet18",

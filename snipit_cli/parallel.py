@@ -3,7 +3,7 @@
 torch.distributed is the engine users already launch training with (``torchrun`` sets RANK,
 WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT); it brings NCCL for GPUs and gloo for CPUs, and its
 collectives give every rank the same reduced bytes. snipit adds only what pruning needs on top:
-:class:`ProcessGroupSync` implements :class:`~snipit_cli.pruning.sync.Sync`.
+:class:`ProcessGroupSync` implements :class:`~snipit_cli.sync.Sync`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from snipit_cli.errors import SnipitError, UsageError
-from snipit_cli.pruning.sync import AGREED, LOCAL, PeerError, Sync
+from snipit_cli.sync import AGREED, LOCAL, PeerError, Sync
 
 #: Bytes of an error message that travel to the other ranks (longer ones are cut).
 MESSAGE_BYTES = 4096

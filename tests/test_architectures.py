@@ -30,7 +30,14 @@ def test_snip_prunes_real_architectures_exactly(spec, px):
     data = SyntheticData(
         spec="synthetic", batch_size=2, n_batches=1, seed=0, size=(3, px, px), num_classes=10
     )
-    result = prune(model, weights, Snip(), data.batches, [0.8], data.n_batches)
+    result = prune(
+        model,
+        weights=weights,
+        criterion=Snip(),
+        batches_for_step=data.batches,
+        schedule=[0.8],
+        n_batches=data.n_batches,
+    )
     total = sum(w.numel() for w in weights.values())
     assert sum(int((w == 0).sum()) for w in weights.values()) == round(0.8 * total)
     unused = {name for name in weights if "aux" in name}

@@ -166,7 +166,7 @@ def _agree_worker(rank: int, port: int, results) -> None:
 
     from snipit_cli.errors import DataError
     from snipit_cli.parallel import ProcessGroupSync
-    from snipit_cli.pruning.sync import PeerError
+    from snipit_cli.sync import PeerError
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
     dist.init_process_group("gloo", rank=rank, world_size=2)

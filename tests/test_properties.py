@@ -15,8 +15,10 @@ from snipit_cli.criteria import create_criterion
 from snipit_cli.data.calibration import SyntheticData
 from snipit_cli.errors import NumericsError
 from snipit_cli.pruning.engine import current_masks, prune
+from snipit_cli.pruning.schedule import schedule_for
+from snipit_cli.pruning.structured.options import StructuredOptions
+from snipit_cli.pruning.structured.slim import slim_model
 from snipit_cli.pruning.targets import prunable_weights
-from snipit_cli.workflows.structured import StructuredOptions, slim_model
 
 # derandomize: CI runs the same 25 examples every time (a red CI must be reproducible); set
 # SNIPIT_EXPLORE=N to draw N fresh random examples instead.
@@ -69,11 +71,23 @@ def test_sparsity_is_exact_and_masks_are_monotone(net, sparsity, method):
     data = _data(size, classes, 0)
     try:
         first = prune(
-            model, weights, criterion, data.batches, criterion.schedule(sparsity / 2), 2, input_size=size
+            model,
+            weights=weights,
+            criterion=criterion,
+            batches_for_step=data.batches,
+            schedule=schedule_for(criterion, sparsity / 2),
+            n_batches=2,
+            input_size=size,
         )
         masks_half = current_masks(weights)
         result = prune(
-            model, weights, criterion, data.batches, criterion.schedule(sparsity), 2, input_size=size
+            model,
+            weights=weights,
+            criterion=criterion,
+            batches_for_step=data.batches,
+            schedule=schedule_for(criterion, sparsity),
+            n_batches=2,
+            input_size=size,
         )
     except NumericsError:  # no gradient reaches any weight (every ReLU dead): an error by design
         reject()
@@ -92,9 +106,18 @@ def test_structured_slim_model_equals_the_gated_original(net, sparsity, method):
     classes = model[-1].out_features
     original = copy.deepcopy(model).eval()
     criterion = create_criterion(method, "units")
-    schedule = criterion.schedule(sparsity)
+    schedule = schedule_for(criterion, sparsity)
     outcome = slim_model(
-        model, None, criterion, _data(size, classes, 1), schedule, size, StructuredOptions(), [], 0, None
+        model,
+        arch=None,
+        criterion=criterion,
+        data=_data(size, classes, 1),
+        schedule=schedule,
+        size=size,
+        options=StructuredOptions(),
+        exclude=[],
+        seed=0,
+        progress=None,
     )
     assert outcome.max_rel_diff <= 1e-4
     assert sum(p.numel() for p in model.parameters()) <= sum(p.numel() for p in original.parameters())
@@ -115,7 +138,16 @@ def test_a_hidden_layer_as_wide_as_the_output_is_not_taken_for_a_head():
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2), nn.ReLU(), nn.Linear(2, 2))
     criterion = create_criterion("snap", "units")
     outcome = slim_model(
-        model, None, criterion, _data((1, 4, 4), 2, 0), [0.5], (1, 4, 4), StructuredOptions(), [], 0, None
+        model,
+        arch=None,
+        criterion=criterion,
+        data=_data((1, 4, 4), 2, 0),
+        schedule=[0.5],
+        size=(1, 4, 4),
+        options=StructuredOptions(),
+        exclude=[],
+        seed=0,
+        progress=None,
     )
     assert model[1].out_features == 1 and model[3].out_features == 2
     assert outcome.max_rel_diff <= 1e-4

@@ -14,7 +14,7 @@ import typer
 from snipit_cli.errors import SnipitError
 from snipit_cli.fileio import WriteError
 from snipit_cli.parallel import launched
-from snipit_cli.pruning.sync import AGREED, PeerError
+from snipit_cli.sync import AGREED, PeerError
 
 INTERNAL = 1
 INTERRUPTED = 130  # 128 + SIGINT
@@ -68,7 +68,7 @@ def report_error(message: str) -> None:
 
 def _speaker(exc: BaseException) -> str | None:
     """Under torchrun, who prints an error, so N processes show it once: the rank it happened on
-    when the ranks agreed on it mid-run (``pruning/sync.py``; as ``rank k:``), rank 0 for the
+    when the ranks agreed on it mid-run (``sync.py``; as ``rank k:``), rank 0 for the
     errors every rank meets alike (bad options, an existing output), nobody for a peer's error.
     Returns the line's prefix, or None for silence."""
     rank = _rank()

@@ -16,8 +16,8 @@ from snipit_cli.cli.output import Output
 from snipit_cli.cli.parsing import data_options, model_options
 from snipit_cli.errors import UsageError
 from snipit_cli.parallel import launched
+from snipit_cli.pruning.structured.options import StructuredOptions
 from snipit_cli.workflows.prune import Finetune, PruneRequest, run_prune
-from snipit_cli.workflows.structured import StructuredOptions
 
 
 class Split(StrEnum):

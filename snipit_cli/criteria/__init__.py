@@ -1,6 +1,6 @@
 """Scoring criteria behind one interface and a registry (``snipit methods`` lists them)."""
 
-from snipit_cli.criteria.base import Batch, Criterion, ScoringContext, UnitCriterion, UnitScoringContext
+from snipit_cli.criteria.base import Criterion, ScoringContext, UnitCriterion, UnitScoringContext
 from snipit_cli.criteria.registry import (
     create_criterion,
     get_criterion,
@@ -12,7 +12,6 @@ from snipit_cli.criteria.registry import (
 from snipit_cli.criteria import snip, magnitude, random_, grasp, synflow, snap  # noqa: E402,F401  isort: skip
 
 __all__ = [
-    "Batch",
     "Criterion",
     "ScoringContext",
     "UnitCriterion",

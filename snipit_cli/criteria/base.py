@@ -1,20 +1,29 @@
-"""The criterion interface: a small callable that turns a model and data into per-weight scores."""
+"""The criterion interface: a small callable that turns a model and data into per-weight scores.
+
+Criteria are the bottom of the algorithm stack: they import nothing of ``pruning/``. The engines
+(``pruning.engine``, ``pruning.structured.engine``) build the contexts, install the unit gates and
+turn scores into masks; a criterion only scores what it is handed. Its schedule is declared, not
+computed here (:attr:`CriterionInfo.schedule_kind`): ``pruning.schedule.schedule_for`` is the one
+place that turns a kind and a sparsity into fractions, so the schedules stay plain functions
+testable on their own and a criterion cannot grow a second way of computing one.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal, Protocol
 
 import torch
 from torch import nn
 
-from snipit_cli.pruning.schedule import one_shot_schedule, snipit_schedule
-from snipit_cli.pruning.structured.groups import UnitGroup
-from snipit_cli.pruning.sync import LOCAL, Sync
+from snipit_cli.sync import LOCAL, Sync
+from snipit_cli.types import Batch
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+#: Schedule families ``pruning.schedule.schedule_for`` knows: a single step, SNIP-it's halving
+#: steps, SynFlow's exponential ones.
+ScheduleKind = Literal["one-shot", "snipit", "exponential"]
 
 
 @dataclass
@@ -44,17 +53,16 @@ class CriterionInfo(ABC):  # noqa: B024  (abstract through its subclasses' score
     name: ClassVar[str]
     #: One line for ``snipit methods``.
     summary: ClassVar[str]
-    #: True for criteria that follow the SNIP-it schedule and rescore after every step.
+    #: The schedule family the criterion is meant to run along (see ``pruning.schedule``).
+    schedule_kind: ClassVar[ScheduleKind] = "one-shot"
+    #: True for criteria that rescore after every step: those whose schedule has more than one.
     iterative: ClassVar[bool] = False
     #: False for data-free criteria, which then read no calibration batches.
     needs_data: ClassVar[bool] = True
 
-    def schedule(self, sparsity: float, steps: int | None = None) -> list[float]:
-        """Pruned fraction after each scoring round: SNIP-it's (``steps`` S, default 5) for
-        iterative criteria, a single step otherwise. Criteria with their own schedule override."""
-        if self.iterative:
-            return snipit_schedule(sparsity, 5 if steps is None else steps)
-        return one_shot_schedule(sparsity)
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.iterative = cls.schedule_kind != "one-shot"
 
 
 class Criterion(CriterionInfo):
@@ -70,16 +78,30 @@ class Criterion(CriterionInfo):
         """Return one finite score tensor per entry of ``ctx.weights``, same shapes."""
 
 
+class Units(Protocol):
+    """What a unit criterion reads of one coupled group (``pruning.structured.groups.UnitGroup``)."""
+
+    #: Name of the Conv/Linear whose output channels the group's units are.
+    root: str
+    #: Root output channels of each unit.
+    units: list[list[int]]
+
+    @property
+    def size(self) -> int: ...
+
+
 @dataclass
 class UnitScoringContext:
     """What a unit criterion may look at: the unmodified model, its unit groups, current gates.
 
     ``gates[i]`` holds one value per unit of ``groups[i]``: 1 alive, 0 pruned by earlier steps.
-    Scoring the gated model is scoring the slimmed one: the gates reproduce it exactly.
+    While the criterion scores, the engine has these very tensors installed as the model's unit
+    gates (``pruning.structured.gates``), so a forward pass of ``model`` is a forward pass of the
+    slimmed network and gradients with respect to ``gates`` are the units' sensitivities.
     """
 
     model: nn.Module
-    groups: list[UnitGroup]
+    groups: Sequence[Units]
     gates: list[torch.Tensor]
     batches: Iterable[Batch]
     generator: torch.Generator

@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snipit_cli.criteria.base import Batch, Criterion, ScoringContext
+from snipit_cli.criteria.base import Criterion, ScoringContext
 from snipit_cli.criteria.passes import _eval_mode, _only_these_require_grad
 from snipit_cli.criteria.registry import register_criterion
 from snipit_cli.errors import NumericsError
-from snipit_cli.pruning.sync import scored_together
+from snipit_cli.sync import scored_together
+from snipit_cli.types import Batch
 
 #: Logits are divided by this before the loss, as in the authors' code: it softens the softmax so
 #: the Hessian-gradient product is not dominated by a few saturated examples.

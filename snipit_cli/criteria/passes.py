@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snipit_cli.criteria.base import Batch
 from snipit_cli.errors import NumericsError
-from snipit_cli.pruning.sync import LOCAL, Sync, scored_together
+from snipit_cli.sync import LOCAL, Sync, scored_together
+from snipit_cli.types import Batch
 
 
 def sum_gradients(
-    model: nn.Module, inputs: list[torch.Tensor], batches: Iterable[Batch], sync: Sync = LOCAL
+    model: nn.Module, inputs: list[torch.Tensor], batches: Iterable[Batch], *, sync: Sync = LOCAL
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Sum over batches of dL/d``inputs`` (cross-entropy, eval mode) and the summed loss.
 

@@ -14,7 +14,6 @@ import torch
 from snipit_cli.criteria.base import UnitCriterion, UnitScoringContext
 from snipit_cli.criteria.passes import sum_gradients
 from snipit_cli.criteria.registry import register_criterion
-from snipit_cli.pruning.structured.gates import gates_installed
 
 
 @register_criterion
@@ -23,9 +22,8 @@ class Snap(UnitCriterion):
     summary = "one-shot node sensitivity |dL/dgate| / L per channel/neuron/head (Verdenius et al. 2020)"
 
     def score_units(self, ctx: UnitScoringContext) -> list[torch.Tensor]:
-        gates = [g.detach().clone().float() for g in ctx.gates]
-        with gates_installed(ctx.model, ctx.groups, gates):
-            grads, loss = sum_gradients(ctx.model, gates, ctx.batches, ctx.sync)
+        # ctx.gates are the gates the engine has installed: their gradients are the sensitivities.
+        grads, loss = sum_gradients(ctx.model, ctx.gates, ctx.batches, sync=ctx.sync)
         return [g.abs() / loss.clamp_min(torch.finfo(torch.float32).tiny) for g in grads]
 
 
@@ -33,7 +31,7 @@ class Snap(UnitCriterion):
 class SnapIt(Snap):
     name = "snap-it"
     summary = "SNAP rescored on the slimmed network over the SNIP-it schedule (Verdenius et al. 2020)"
-    iterative = True
+    schedule_kind = "snipit"
 
 
 @register_criterion

@@ -29,10 +29,10 @@ class Snip(Criterion):
 class SnipIt(Snip):
     name = "snip-it"
     summary = "SNIP rescored on the pruned network over a shrinking schedule (Verdenius et al. 2020)"
-    iterative = True
+    schedule_kind = "snipit"
 
 
 def accumulate_gradients(ctx: ScoringContext) -> dict[str, torch.Tensor]:
     """Sum of dL/dw over the calibration batches (see :func:`sum_gradients`)."""
-    grads, _ = sum_gradients(ctx.model, list(ctx.weights.values()), ctx.batches, ctx.sync)
+    grads, _ = sum_gradients(ctx.model, list(ctx.weights.values()), ctx.batches, sync=ctx.sync)
     return dict(zip(ctx.weights, grads, strict=True))

@@ -4,7 +4,8 @@ Tanaka, Kunin, Yamins, Ganguli, "Pruning neural networks without any data by ite
 conserving synaptic flow", NeurIPS 2020 (arXiv 2006.05467). Every weight and buffer is replaced by
 its absolute value, an all-ones input is pushed through, and R = sum(output) is the "synaptic
 flow"; a weight scores |theta * dR/dtheta|. Rescoring over 100 exponentially shrinking steps is
-what avoids layer collapse, so the criterion brings its own schedule.
+what avoids layer collapse, so the criterion declares the exponential schedule (100 rounds by
+default, ``pruning.schedule``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from torch import nn
 from snipit_cli.criteria.base import Criterion, ScoringContext
 from snipit_cli.criteria.registry import register_criterion
 from snipit_cli.errors import NumericsError, UsageError
-from snipit_cli.pruning.schedule import exponential_schedule
 
 #: Scores above this would turn into Inf when cast to float32 for ranking.
 _FLOAT32_MAX = torch.finfo(torch.float32).max
@@ -27,12 +27,8 @@ _FLOAT32_MAX = torch.finfo(torch.float32).max
 class SynFlow(Criterion):
     name = "synflow"
     summary = "data-free synaptic flow |w * dR/dw| over 100 exponential steps (Tanaka et al. 2020)"
-    iterative = True
+    schedule_kind = "exponential"
     needs_data = False
-
-    def schedule(self, sparsity: float, steps: int | None = None) -> list[float]:
-        """The paper's exponential schedule, 100 rounds unless ``steps`` says otherwise."""
-        return exponential_schedule(sparsity, 100 if steps is None else steps)
 
     def score(self, ctx: ScoringContext) -> dict[str, torch.Tensor]:
         if ctx.input_size is None:

@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import Dataset
 
 from snipit_cli.data.calibration import CalibrationData, DatasetData, SyntheticData
-from snipit_cli.data.readers import DatasetInfo, read_dataset
+from snipit_cli.data.readers import read_dataset
+from snipit_cli.data.readers.base import DatasetInfo
 from snipit_cli.data.specs import SPLITS, DataSpec
 from snipit_cli.data.transforms import ToModelInput
 from snipit_cli.errors import UsageError

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from snipit_cli.criteria.base import Batch
 from snipit_cli.errors import DataError, UsageError
 from snipit_cli.models.input_spec import Size
+from snipit_cli.types import Batch
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:

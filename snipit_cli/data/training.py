@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from snipit_cli.criteria.base import Batch
 from snipit_cli.data.calibration import _Transformed, step_generator
-from snipit_cli.data.readers import TensorImages
+from snipit_cli.data.readers.base import TensorImages
 from snipit_cli.errors import DataError, UsageError
+from snipit_cli.types import Batch
 
 #: Converted in-memory datasets above this size stay per-sample (e.g. CIFAR resized to 224 px).
 PRECOMPUTE_LIMIT_BYTES = 1 << 30

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snipit_cli.criteria.base import Batch
+from snipit_cli.types import Batch
 
 
-def evaluate(model: nn.Module, batches: Iterable[Batch]) -> dict[str, Any]:
+def evaluate(model: nn.Module, *, batches: Iterable[Batch]) -> dict[str, Any]:
     """Accuracy and mean loss of ``model`` (eval mode) over every sample of ``batches``."""
     model.eval()
     top1 = top5 = samples = 0

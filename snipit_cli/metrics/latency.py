@@ -18,6 +18,7 @@ from torch import nn
 def measure_latency(
     model: nn.Module,
     input_size: Sequence[int],
+    *,
     batch_sizes: Sequence[int] = (1, 32),
     repeats: int = 20,
     warmup: int = 3,

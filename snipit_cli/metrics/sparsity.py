@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from snipit_cli.pruning.targets import is_excluded, prunable_layers
+from snipit_cli.layers import is_excluded, prunable_layers
 
 
 def layer_rows(

@@ -19,7 +19,6 @@ from safetensors.torch import _remove_duplicate_names, load_file, save_file
 from torch import nn
 
 from snipit_cli.errors import ModelError
-from snipit_cli.fileio import write_atomic
 from snipit_cli.models.metadata_schema import SchemaError, validate
 from snipit_cli.models.storage import DENSE, CorruptEncoding, decode, encode
 
@@ -29,13 +28,6 @@ METADATA_KEY = "snipit"
 FORMAT_VERSION = 2
 DENSE_FORMAT_VERSION = 1
 Storage = Literal["sparse", "dense"]
-
-
-def save_checkpoint(
-    model: nn.Module, path: Path, document: dict[str, Any], storage: Storage = "dense"
-) -> None:
-    """Write ``model``'s tensors and ``document`` atomically."""
-    write_atomic(path, checkpoint_writer(model, document, storage))
 
 
 def checkpoint_writer(

@@ -8,7 +8,9 @@ fewer) and unknown fields are allowed, except in records that are passed on as k
 arguments (``training.pruning.options``), where an unknown key could not be used.
 
 A small hand-written checker rather than a JSON Schema library: the document is small, and the
-error must be one sentence naming the field.
+error must be one sentence naming the field. One file of ~360 lines on purpose: the first half
+(the checkers) exists only to write the second (the document's fields), and the schema reads as
+one declaration only with them at hand.
 """
 
 from __future__ import annotations

@@ -77,6 +77,3 @@ ZOO: dict[str, Callable[..., nn.Module]] = {
     "lenet5-caffe": LeNet5Caffe,
     "small-cnn": SmallCNN,
 }
-
-#: The input each network expects by default (C, H, W): MNIST-sized.
-INPUT_SIZES: dict[str, tuple[int, int, int]] = {name: (1, 28, 28) for name in ZOO}

@@ -1,24 +1,36 @@
 """The pruning loop: score, rank globally, mask, repeat along a schedule.
 
 Knows nothing of files or the CLI; progress is reported through a small protocol so the CLI can
-draw a bar and tests can record calls.
+draw a bar and tests can record calls. The criterion only scores: this loop builds its context,
+turns the scores into masks through the pure step (:func:`~snipit_cli.pruning.masks.compute_masks`)
+and writes them into the weights.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 from torch import nn
 
-from snipit_cli.criteria.base import Batch, Criterion, ScoringContext
+from snipit_cli.criteria.base import Criterion, ScoringContext
 from snipit_cli.errors import NumericsError, UsageError
-from snipit_cli.pruning.masks import FloorError, Masks, Ranking, apply_masks, count_kept, layer_floors
+from snipit_cli.pruning.masks import (
+    FloorError,
+    Masks,
+    apply_masks,
+    check_finite,
+    compute_masks,
+    count_kept,
+    layer_floors,
+    silent_layers,
+)
 from snipit_cli.pruning.schedule import count_to_prune
-from snipit_cli.pruning.sync import LOCAL, Sync
+from snipit_cli.sync import LOCAL, Sync
+from snipit_cli.types import Batch, BatchSource
 
 
 class Progress(Protocol):
@@ -47,9 +59,6 @@ class NullProgress:
 #: Share of each layer's weights the collapse guard keeps (at least one weight).
 MIN_LAYER_DENSITY = 0.001
 
-#: Calibration data for one step: ``batches_for_step(i)`` yields that step's batches.
-BatchSource = Callable[[int], Iterable[Batch]]
-
 
 @dataclass
 class PruneResult:
@@ -74,13 +83,9 @@ class PruneResult:
         return (self.total - count_kept(self.masks)) / self.total
 
 
-def schedule_for(criterion: Criterion, sparsity: float, steps: int | None = None) -> list[float]:
-    """The criterion's own schedule (SNIP-it's, one shot, SynFlow's exponential one)."""
-    return criterion.schedule(sparsity, steps)
-
-
 def prune(
     model: nn.Module,
+    *,
     weights: dict[str, nn.Parameter],
     criterion: Criterion,
     batches_for_step: BatchSource,
@@ -114,12 +119,14 @@ def prune(
         progress.start_step(step, len(schedule), fraction, reads)
         batches = counted_batches(batches_for_step(step), progress, result) if reads else ()
         ctx = ScoringContext(model, weights, batches, generator, input_size, sync)
-        ranking = Ranking(criterion.score(ctx), masks)
+        scores = criterion.score(ctx)
+        check_finite(scores)
+        silent = silent_layers(scores, masks)
         if step == 0:  # later, our own pruning may have cut every path: ranking goes on by position
-            _check_some_signal(ranking, criterion)
-        result.zero_score_layers += [n for n in ranking.silent if n not in result.zero_score_layers]
-        keep = min(total - count_to_prune(fraction, total), ranking.n_alive)
-        masks = _next_masks(ranking, keep, floors, fraction, result.held_layers)
+            _check_some_signal(silent, masks, criterion)
+        result.zero_score_layers += [n for n in silent if n not in result.zero_score_layers]
+        keep = min(total - count_to_prune(fraction, total), count_kept(masks))
+        masks = _next_masks(scores, masks, keep, floors, fraction, result.held_layers)
         masks = dict(zip(masks, sync.broadcast(list(masks.values())), strict=True))
         apply_masks(weights, masks)
         result.kept_per_step.append(keep)
@@ -139,10 +146,10 @@ def _check_keeps_some(schedule: list[float], total: int) -> None:
         )
 
 
-def _next_masks(ranking: Ranking, keep: int, floors, fraction: float, held: list[str]) -> Masks:
+def _next_masks(scores, current: Masks, keep: int, floors, fraction: float, held: list[str]) -> Masks:
     """Global top-k; with floors, layers it would empty are held at their minimum instead."""
     try:
-        return ranking.top(keep, floors, held)
+        return compute_masks(scores, current, keep=keep, floors=floors, held=held)
     except FloorError as exc:
         raise UsageError(
             f"sparsity {fraction} keeps {keep} weights, fewer than the {exc.needed} the collapse guard "
@@ -150,11 +157,11 @@ def _next_masks(ranking: Ranking, keep: int, floors, fraction: float, held: list
         ) from None
 
 
-def _check_some_signal(ranking: Ranking, criterion: Criterion) -> None:
+def _check_some_signal(silent: list[str], masks: Masks, criterion: Criterion) -> None:
     """All-zero scores on every alive weight mean no gradient reached the model: nothing to rank."""
     if not criterion.needs_data:
         return
-    if len(ranking.silent) == sum(1 for a in ranking.alive_per_layer if a):
+    if len(silent) == sum(1 for m in masks.values() if bool(m.any())):
         raise NumericsError(
             f"every {criterion.name} score is zero: no gradient reaches any prunable weight (a model "
             "whose output does not depend on its weights, or all-zero weights); check the model, or "

@@ -1,7 +1,10 @@
 """Global top-k masks: ``compute_masks(scores, current, keep) -> masks``, monotone by design.
 
 Scores are passed apart from the weights (as ``importance_scores=`` in torch.nn.utils.prune), so
-the same function serves every criterion.
+the same function serves every criterion, and the pruning loop (``pruning.engine``) takes each
+step through it; :func:`silent_layers` is the one question the loop asks of a step's scores
+besides the masks. :func:`apply_masks` writes masks into the weights, after a pruning step and
+after every optimizer step of training alike.
 """
 
 from __future__ import annotations
@@ -25,26 +28,41 @@ def full_masks(weights: Mapping[str, torch.Tensor]) -> Masks:
 def compute_masks(
     scores: Mapping[str, torch.Tensor],
     current: Mapping[str, torch.Tensor],
+    *,
     keep: int,
     floors: Mapping[str, int] | None = None,
+    held: list[str] | None = None,
 ) -> Masks:
     """Keep the ``keep`` highest-scoring weights over all layers; already pruned ones stay pruned.
 
     Ties are broken by position (earlier layer in ``scores`` order, then lower flat index wins),
     so the result depends only on the scores, never on the sort implementation. ``floors[name]``
     weights of a layer (its best alive ones) are kept whatever their global rank, inside the
-    same total ``keep``: the guard against layer collapse.
+    same total ``keep``: the guard against layer collapse. The layers the floors held (the plain
+    ranking would have left them under) are appended to ``held``; a :class:`FloorError` says the
+    floors add up to more than ``keep``.
     """
-    return Ranking(scores, current).top(keep, floors)
+    return _Ranking(scores, current).top(keep, floors, held)
 
 
-class Ranking:
+def silent_layers(scores: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor]) -> list[str]:
+    """Layers with alive weights that all score exactly zero (no gradient reached them), with a
+    single device sync. Zero as ranked: in float32, like :func:`compute_masks`."""
+    flags = torch.stack(
+        [
+            torch.stack([current[n].any(), ((s.detach().float() != 0) & current[n]).any()])
+            for n, s in scores.items()
+        ]
+    ).tolist()
+    return [n for n, (alive, signal) in zip(scores, flags, strict=True) if alive and not signal]
+
+
+class _Ranking:
     """One step's scores, flattened once into a single tensor (pruned entries at -inf).
 
-    Every question a step asks — the global top-k, which layers fall under their floor, which
-    layers got no signal — is answered from these two flat tensors, without per-layer copies or
-    a device sync per layer: on an 11.7M-weight ResNet-18 the bookkeeping costs a few passes
-    over one tensor, not a few passes per layer.
+    The global top-k and which layers fall under their floor are answered from these two flat
+    tensors, without per-layer copies or a device sync per layer: on an 11.7M-weight ResNet-18
+    the bookkeeping costs a few passes over one tensor, not a few passes per layer.
     """
 
     def __init__(self, scores: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor]):
@@ -53,19 +71,10 @@ class Ranking:
         self.sizes = [scores[n].numel() for n in self.names]
         self.flat = torch.cat([scores[n].detach().reshape(-1) for n in self.names]).float()
         if not bool(torch.isfinite(self.flat).all()):
-            _check_finite(scores)  # names the layer
+            check_finite(scores)  # names the layer
         self.alive = torch.cat([current[n].reshape(-1) for n in self.names])
         self.flat.masked_fill_(~self.alive, float("-inf"))
         self.alive_per_layer = _per_layer_counts(self.alive, self.sizes)
-        #: Layers whose alive weights all score exactly zero (no gradient reached them).
-        self.silent = [
-            name
-            for name, a, v, alive in zip(
-                self.names, self.alive_per_layer, self.flat.split(self.sizes), self.alive.split(self.sizes),
-                strict=True,
-            )
-            if a and not bool(((v != 0) & alive).any())
-        ]  # fmt: skip
 
     @property
     def n_alive(self) -> int:
@@ -135,7 +144,8 @@ def _top_k_stable(flat: torch.Tensor, k: int) -> torch.Tensor:
     return keep
 
 
-def _check_finite(scores: Mapping[str, torch.Tensor]) -> None:
+def check_finite(scores: Mapping[str, torch.Tensor]) -> None:
+    """A NaN or Inf score cannot be ranked: name the layer it is in."""
     for name, s in scores.items():
         if not torch.isfinite(s).all():
             raise NumericsError(

@@ -1,8 +1,17 @@
-"""Sparsity schedules as plain functions returning lists of pruned fractions."""
+"""Sparsity schedules as plain functions returning lists of pruned fractions.
+
+:func:`schedule_for` is the one way to get a method's schedule: a criterion only declares its
+family (``schedule_kind``), and the fractions are computed here, so each family is a plain
+function testable on its own and the CLI, the prune and the train workflows all get the same.
+"""
 
 from __future__ import annotations
 
+from snipit_cli.criteria.base import CriterionInfo
 from snipit_cli.errors import UsageError
+
+#: Rounds of each iterative family when ``--steps`` is not given (SNIP-it's S, SynFlow's n).
+DEFAULT_STEPS = {"snipit": 5, "exponential": 100}
 
 
 def validate_sparsity(sparsity: float) -> float:
@@ -86,3 +95,17 @@ def one_shot_schedule(limit: float) -> list[float]:
 def count_to_prune(fraction: float, total: int) -> int:
     """Number of weights a pruned ``fraction`` of ``total`` means, rounded to the nearest weight."""
     return min(total, max(0, round(fraction * total)))
+
+
+def schedule_for(criterion: CriterionInfo, sparsity: float, steps: int | None = None) -> list[float]:
+    """Pruned fraction after each scoring round of ``criterion``'s family: one step, SNIP-it's
+    (``steps`` S, default 5) or SynFlow's exponential one (default 100 rounds)."""
+    kind = criterion.schedule_kind
+    if kind == "one-shot":
+        return one_shot_schedule(sparsity)
+    rounds = DEFAULT_STEPS[kind] if steps is None else steps
+    if kind == "snipit":
+        return snipit_schedule(sparsity, rounds)
+    if kind == "exponential":
+        return exponential_schedule(sparsity, rounds)
+    raise ValueError(f"criterion {criterion.name!r} declares an unknown schedule kind {kind!r}")

@@ -1,4 +1,5 @@
-"""Which weights are prunable: Conv/Linear weights, by module name, minus ``--exclude`` patterns."""
+"""The weights a run ranks: those of :mod:`snipit_cli.layers`, tied ones once, and the checks that
+refuse a selection that is empty or names no layer."""
 
 from __future__ import annotations
 
@@ -8,31 +9,7 @@ from fnmatch import fnmatchcase
 from torch import nn
 
 from snipit_cli.errors import ModelError, UsageError
-
-#: Layer types whose ``weight`` is pruned. Biases and norm layers never are.
-PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-    nn.Linear,
-)
-
-
-def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Every Conv/Linear module with a weight, keyed by its qualified name."""
-    return {
-        name: m
-        for name, m in model.named_modules()
-        if isinstance(m, PRUNABLE_TYPES) and isinstance(getattr(m, "weight", None), nn.Parameter)
-    }
-
-
-def is_excluded(name: str, exclude: Sequence[str]) -> bool:
-    """True when a module name matches one of the fnmatch ``exclude`` patterns."""
-    return any(fnmatchcase(name, pattern) for pattern in exclude)
+from snipit_cli.layers import is_excluded, prunable_layers
 
 
 def prunable_weights(model: nn.Module, exclude: Sequence[str] = ()) -> dict[str, nn.Parameter]:

@@ -103,7 +103,7 @@ def epoch_record(
     started: float,
 ) -> dict[str, Any]:
     """One history entry: the epoch's training figures and, with a test set, its evaluation."""
-    evaluated = evaluate(state.model, test.batches(0)) if test is not None else None
+    evaluated = evaluate(state.model, batches=test.batches(0)) if test is not None else None
     return {
         "epoch": state.epochs_done,
         "lr": lr,

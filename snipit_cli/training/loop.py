@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snipit_cli.criteria.base import Batch
 from snipit_cli.errors import NumericsError
+from snipit_cli.pruning.masks import apply_masks
+from snipit_cli.types import Batch
 
 
 class EpochProgress(Protocol):
@@ -32,17 +33,9 @@ class NullEpochProgress:
         pass
 
 
-@torch.no_grad()
-def hold_masks(weights: Mapping[str, nn.Parameter], masks: Mapping[str, torch.Tensor]) -> None:
-    """Zero the pruned entries again. Called after every optimizer step: momentum and weight decay
-    would otherwise move pruned weights off zero. +0.0, not the -0.0 a product can give (see
-    ``apply_masks``)."""
-    for name, w in weights.items():
-        w.masked_fill_(~masks[name].to(device=w.device, dtype=torch.bool), 0.0)
-
-
 def train_epoch(
     model: nn.Module,
+    *,
     batches: Iterable[Batch],
     optimizer: torch.optim.Optimizer,
     lr_for_step: Callable[[int], float],
@@ -51,7 +44,11 @@ def train_epoch(
     masks: Mapping[str, torch.Tensor],
     progress: EpochProgress,
 ) -> dict[str, float | int]:
-    """Train over ``batches`` once; returns mean loss, accuracy, samples and the last step index."""
+    """Train over ``batches`` once; returns mean loss, accuracy, samples and the last step index.
+
+    The masks are applied again after every optimizer step: momentum and weight decay would
+    otherwise move pruned weights off zero.
+    """
     model.train()
     step, loss_sum, correct, samples = first_step, 0.0, 0, 0
     for x, y in batches:
@@ -66,7 +63,7 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        hold_masks(weights, masks)
+        apply_masks(weights, masks)
         step += 1
         loss_value = float(loss.detach())
         loss_sum += loss_value * len(y)

@@ -63,11 +63,6 @@ def lr_at(options: OptimizerOptions, step: int, total_steps: int) -> float:
     return options.base_lr * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
 def state_by_name(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, dict[str, torch.Tensor]]:
     """Optimizer state keyed by parameter name (stable across surgery and across processes)."""
     names = {p: n for n, p in model.named_parameters()}

@@ -127,13 +127,20 @@ def _measure(opened: _Opened) -> dict[str, Any]:
     if request.data:
         data = calibration_data(request.data, opened.dataset, spec, num_classes, device)
         doc["eval"] = {
-            **evaluate(model, data.batches(0)),
+            **evaluate(model, batches=data.batches(0)),
             "data": str(request.data.spec),
             "split": request.data.split,
         }
     if request.latency:
         lat = request.latency
-        doc["latency"] = measure_latency(model, spec.size, lat.batch_sizes, lat.repeats, lat.warmup, device)
+        doc["latency"] = measure_latency(
+            model,
+            spec.size,
+            batch_sizes=lat.batch_sizes,
+            repeats=lat.repeats,
+            warmup=lat.warmup,
+            device=device,
+        )
     return doc
 
 

@@ -33,11 +33,14 @@ from snipit_cli.pruning.engine import (
     PruneResult,
     current_masks,
     prune,
-    schedule_for,
 )
 from snipit_cli.pruning.masks import count_kept
-from snipit_cli.pruning.sync import scored_together
+from snipit_cli.pruning.schedule import schedule_for
+from snipit_cli.pruning.structured.figures import limit_notes, slim_report
+from snipit_cli.pruning.structured.options import StructuredOptions
+from snipit_cli.pruning.structured.slim import slim_model
 from snipit_cli.pruning.targets import check_exclude, prunable_weights
+from snipit_cli.sync import scored_together
 from snipit_cli.training.fit import fit, start
 from snipit_cli.training.loop import EpochProgress
 from snipit_cli.training.optim import OptimizerOptions
@@ -61,7 +64,6 @@ from snipit_cli.workflows.session.training_output import (
     training_outputs,
     write_trained,
 )
-from snipit_cli.workflows.structured import StructuredOptions, limit_notes, slim_model, slim_report
 
 __all__ = ["RUN_ONLY_KEYS", "Finetune", "ModelOptions", "PruneOutcome", "PruneRequest", "run_prune"]
 

@@ -8,8 +8,8 @@ import torch
 from conftest import folder_listing
 
 from snipit_cli import load_model
+from snipit_cli.layers import prunable_layers
 from snipit_cli.models.checkpoint import read_tensors
-from snipit_cli.pruning.targets import prunable_layers
 
 REPORT_KEYS = {
     "snipit_version",

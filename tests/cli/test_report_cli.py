@@ -166,7 +166,7 @@ def test_evaluate_against_hand_computed_accuracy():
         model.weight.copy_(torch.eye(3))  # logits = inputs
     x = torch.tensor([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [1.0, 2.0, 3.0]])
     y = torch.tensor([0, 2, 0])  # right, second guess, third guess
-    result = evaluate(model, [(x, y)])
+    result = evaluate(model, batches=[(x, y)])
     assert result["top1"] == pytest.approx(1 / 3) and result["top5"] == 1.0 and result["samples"] == 3
     assert result["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(x, y)))
 

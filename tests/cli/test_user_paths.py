@@ -110,7 +110,7 @@ def test_report_eval_applies_mean_and_std(cli, tmp_path):
     labels = read_label_file(str(root / "MNIST/raw/t10k-labels-idx1-ubyte")).long()
     x = ((images - 0.5) / 0.25).unsqueeze(1)
     batches = [(x[i : i + 16], labels[i : i + 16]) for i in (0, 16, 32)]
-    expected = evaluate(load_model(tmp_path / "l.safetensors"), batches)
+    expected = evaluate(load_model(tmp_path / "l.safetensors"), batches=batches)
     assert got["samples"] == 40 and got["top1"] == expected["top1"]
     assert got["loss"] == pytest.approx(expected["loss"], rel=1e-5)
     default = json.loads(cli("report", "l.safetensors", "--eval", "--data", "mnist", "--data-root", root,

@@ -8,7 +8,8 @@ from torch.func import functional_call
 
 from snipit_cli.criteria import ScoringContext, create_criterion, get_criterion
 from snipit_cli.errors import NumericsError
-from snipit_cli.pruning.engine import prune, schedule_for
+from snipit_cli.pruning.engine import prune
+from snipit_cli.pruning.schedule import schedule_for
 
 T = 200.0  # the authors' temperature, restated here so a change in the module is caught
 
@@ -75,7 +76,14 @@ def test_weights_the_paper_removes_first_are_pruned_first():
     criterion = create_criterion("grasp")
     weights = _weights(net)
     total = sum(w.numel() for w in weights.values())
-    prune(net, weights, criterion, lambda step: batches, schedule_for(criterion, n_remove / total), 2)
+    prune(
+        net,
+        weights=weights,
+        criterion=criterion,
+        batches_for_step=lambda step: batches,
+        schedule=schedule_for(criterion, n_remove / total),
+        n_batches=2,
+    )
     flat_w = torch.cat([w.detach().flatten() for w in weights.values()])
     assert set(torch.nonzero(flat_w == 0).flatten().tolist()) == removed_by_paper
 
@@ -105,4 +113,4 @@ def test_nan_loss_and_no_batches_are_numerics_errors():
 def test_registered_as_one_shot_and_data_hungry():
     cls = get_criterion("grasp")
     assert not cls.iterative and cls.needs_data
-    assert cls().schedule(0.8) == [0.8]
+    assert schedule_for(cls(), 0.8) == [0.8]

@@ -7,7 +7,8 @@ from torch import nn
 
 from snipit_cli.criteria import ScoringContext, create_criterion, get_criterion
 from snipit_cli.errors import NumericsError, UsageError
-from snipit_cli.pruning.engine import prune, schedule_for
+from snipit_cli.pruning.engine import prune
+from snipit_cli.pruning.schedule import schedule_for
 from snipit_cli.pruning.targets import prunable_weights
 
 
@@ -72,12 +73,12 @@ def test_callers_model_is_left_as_it_was():
 
 def test_schedule_is_exponential_in_density():
     criterion = create_criterion("synflow")
-    fractions = criterion.schedule(0.9)
+    fractions = schedule_for(criterion, 0.9)
     assert len(fractions) == 100 and fractions[-1] == 0.9
     assert all(a < b for a, b in zip(fractions, fractions[1:], strict=False))
     for k in (1, 37, 99):
         assert 1 - fractions[k - 1] == pytest.approx(0.1 ** (k / 100), rel=1e-9)
-    assert len(criterion.schedule(0.5, 10)) == 10
+    assert len(schedule_for(criterion, 0.5, 10)) == 10
 
 
 @pytest.mark.parametrize("sparsity", [0.5, 0.95])
@@ -87,7 +88,15 @@ def test_prune_reaches_the_exact_sparsity(sparsity):
     weights = prunable_weights(model)
     criterion = create_criterion("synflow")
     schedule = schedule_for(criterion, sparsity)
-    result = prune(model, weights, criterion, lambda step: (), schedule, 0, input_size=(1, 4, 4))
+    result = prune(
+        model,
+        weights=weights,
+        criterion=criterion,
+        batches_for_step=lambda step: (),
+        schedule=schedule,
+        n_batches=0,
+        input_size=(1, 4, 4),
+    )
     total = sum(w.numel() for w in weights.values())
     zeros = sum(int((w == 0).sum()) for w in weights.values())
     assert zeros == round(sparsity * total)

@@ -14,14 +14,11 @@ import torch
 from PIL import Image
 
 from snipit_cli.data.build import DataOptions, dataset_input_spec, open_dataset
-from snipit_cli.data.readers import (
-    IMAGENET_STATS,
-    ImageFolderImages,
-    image_folder_split,
-    read_cifar,
-    read_dataset,
-    read_mnist,
-)
+from snipit_cli.data.readers import read_dataset
+from snipit_cli.data.readers.base import IMAGENET_STATS
+from snipit_cli.data.readers.cifar import read_cifar
+from snipit_cli.data.readers.folders import ImageFolderImages, image_folder_split
+from snipit_cli.data.readers.idx import read_mnist
 from snipit_cli.data.specs import DataSpec
 from snipit_cli.errors import DataError, UsageError
 

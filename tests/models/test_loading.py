@@ -10,7 +10,7 @@ from tiny_models import TiedMLP, TinyCNN
 
 from snipit_cli import load_model
 from snipit_cli.errors import ModelError, UnsafeCheckpointError, UsageError
-from snipit_cli.models.checkpoint import read_metadata, read_tensors, save_checkpoint
+from snipit_cli.models.checkpoint import checkpoint_writer, read_metadata, read_tensors
 from snipit_cli.models.loading import resolve_model
 
 ARCH = "tiny_models:TinyCNN"  # importable: pytest puts tests/ on sys.path
@@ -153,7 +153,7 @@ def test_snipit_checkpoint_reloads_without_arch(tmp_path: Path):
     path = tmp_path / "out.safetensors"
     arch = resolve_model(str(_save(tmp_path, original)), arch=ARCH).arch
     doc = {"model": {"arch": arch.to_json(), "input_size": [3, 8, 8]}, "method": "snip"}
-    save_checkpoint(original, path, doc)
+    checkpoint_writer(original, doc)(path)
     assert read_metadata(path)["method"] == "snip"
     model = load_model(path)
     assert not model.training
@@ -164,7 +164,7 @@ def test_metadata_naming_a_function_is_refused_unless_confirmed(tmp_path: Path):
     original = _trained_tiny()
     path = tmp_path / "out.safetensors"
     spec = "tiny_models:tiny_cnn_factory"
-    save_checkpoint(original, path, {"model": {"arch": {"spec": spec, "kwargs": {}, "num_classes": None}}})
+    checkpoint_writer(original, {"model": {"arch": {"spec": spec, "kwargs": {}, "num_classes": None}}})(path)
     with pytest.raises(ModelError, match="not an nn.Module class.*--arch"):
         load_model(path)
     assert _same_outputs(original, load_model(path, arch=spec))
@@ -187,7 +187,7 @@ def test_tied_weights_survive_a_round_trip(tmp_path: Path):
     torch.manual_seed(0)
     original = TiedMLP()
     path = tmp_path / "tied.safetensors"
-    save_checkpoint(original, path, {"model": {"arch": {"spec": "tiny_models:TiedMLP", "kwargs": {}}}})
+    checkpoint_writer(original, {"model": {"arch": {"spec": "tiny_models:TiedMLP", "kwargs": {}}}})(path)
     model = load_model(path)
     assert model.a.weight is model.b.weight
     assert _same_outputs(original, model, shape=(2, 6))
@@ -206,7 +206,7 @@ def test_tied_pruned_weights_round_trip_bit_identically_in_either_storage(tmp_pa
         original.a.weight[0, :3] = torch.tensor([-0.0, float("nan"), 0.0])
     path = tmp_path / "tied.safetensors"
     arch = {"spec": "tiny_models:TiedMLP", "kwargs": {"num_classes": 64}}
-    save_checkpoint(original, path, {"model": {"arch": arch}}, storage)
+    checkpoint_writer(original, {"model": {"arch": arch}}, storage)(path)
     raw = load_file(path)
     assert ("a.weight.__values" in raw) == (storage == "sparse") and "b.weight" not in raw  # tied: once
     assert read_metadata(path)["format_version"] == (2 if storage == "sparse" else 1)
@@ -222,7 +222,7 @@ def test_a_non_contiguous_tensor_is_stored_as_its_values(tmp_path: Path):
     dense = torch.randn(64, 32) * (torch.rand(64, 32) < 0.1)
     module.register_buffer("w", dense.t())  # a transposed view
     path = tmp_path / "view.safetensors"
-    save_checkpoint(module, path, {}, "sparse")
+    checkpoint_writer(module, {}, "sparse")(path)
     assert torch.equal(read_tensors(path)["w"], dense.t()) and "w.__bitmask" in load_file(path)
 
 
@@ -266,9 +266,9 @@ def test_file_arch_works_with_arch_and_is_never_run_from_metadata(tmp_path: Path
     evil = tmp_path / "evil.py"
     evil.write_text(f"from pathlib import Path\nPath({str(marker)!r}).touch()\nclass Net: pass\n")
     path = tmp_path / "out.safetensors"
-    save_checkpoint(original, path, {"model": {"arch": {"spec": f"{evil}:Net", "kwargs": {}}}})
+    checkpoint_writer(original, {"model": {"arch": {"spec": f"{evil}:Net", "kwargs": {}}}})(path)
     with pytest.raises(ModelError, match="does not run files named by a checkpoint.*--arch"):
         load_model(path)
     assert not marker.exists()
-    save_checkpoint(original, path, {"model": {"arch": {"spec": f"{FILE_ARCH}", "kwargs": {}}}})
+    checkpoint_writer(original, {"model": {"arch": {"spec": f"{FILE_ARCH}", "kwargs": {}}}})(path)
     assert _same_outputs(original, load_model(path, arch=FILE_ARCH))

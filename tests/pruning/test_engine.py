@@ -5,7 +5,8 @@ from tiny_models import TinyCNN
 from snipit_cli.criteria import ScoringContext
 from snipit_cli.criteria.snip import SnipIt
 from snipit_cli.data.calibration import SyntheticData
-from snipit_cli.pruning.engine import prune, schedule_for
+from snipit_cli.pruning.engine import prune
+from snipit_cli.pruning.schedule import schedule_for
 from snipit_cli.pruning.targets import prunable_weights
 
 
@@ -34,7 +35,12 @@ def test_achieved_sparsity_is_exact(sparsity):
     model, data, weights = _setup()
     criterion = SnipIt()
     result = prune(
-        model, weights, criterion, data.batches, schedule_for(criterion, sparsity, 3), data.n_batches
+        model,
+        weights=weights,
+        criterion=criterion,
+        batches_for_step=data.batches,
+        schedule=schedule_for(criterion, sparsity, 3),
+        n_batches=data.n_batches,
     )
     total = sum(w.numel() for w in weights.values())
     zeros = sum(int((w == 0).sum()) for w in weights.values())
@@ -46,7 +52,14 @@ def test_snipit_rescores_the_masked_network_and_masks_are_monotone():
     model, data, weights = _setup()
     criterion = RecordingSnipIt()
     schedule = schedule_for(criterion, 0.9, 3)
-    result = prune(model, weights, criterion, data.batches, schedule, data.n_batches)
+    result = prune(
+        model,
+        weights=weights,
+        criterion=criterion,
+        batches_for_step=data.batches,
+        schedule=schedule,
+        n_batches=data.n_batches,
+    )
     seen = criterion.alive_at_scoring
     assert len(seen) == len(schedule) == 5
     total = sum(w.numel() for w in weights.values())
@@ -62,7 +75,14 @@ def test_excluded_layers_stay_dense():
     model, data, weights = _setup(exclude=["head"])
     assert "head" not in weights
     criterion = SnipIt()
-    prune(model, weights, criterion, data.batches, schedule_for(criterion, 0.8, 2), data.n_batches)
+    prune(
+        model,
+        weights=weights,
+        criterion=criterion,
+        batches_for_step=data.batches,
+        schedule=schedule_for(criterion, 0.8, 2),
+        n_batches=data.n_batches,
+    )
     assert bool((model.head.weight != 0).all())
 
 
@@ -75,7 +95,14 @@ def test_same_seed_same_masks_other_seed_other_masks():
         )
         weights = prunable_weights(model)
         crit = SnipIt()
-        return prune(model, weights, crit, data.batches, schedule_for(crit, 0.7, 2), data.n_batches).masks
+        return prune(
+            model,
+            weights=weights,
+            criterion=crit,
+            batches_for_step=data.batches,
+            schedule=schedule_for(crit, 0.7, 2),
+            n_batches=data.n_batches,
+        ).masks
 
     first, again, other = run(1), run(1), run(2)
     assert all(torch.equal(first[n], again[n]) for n in first)
@@ -90,7 +117,14 @@ def test_data_free_criteria_read_no_batches():
     def no_batches(step):
         raise AssertionError("magnitude must not read calibration data")
 
-    result = prune(model, weights, Magnitude(), no_batches, [0.5], 2)
+    result = prune(
+        model,
+        weights=weights,
+        criterion=Magnitude(),
+        batches_for_step=no_batches,
+        schedule=[0.5],
+        n_batches=2,
+    )
     assert result.achieved_sparsity == pytest.approx(0.5, abs=1 / 500)
 
 
@@ -99,7 +133,14 @@ def test_restores_requires_grad_and_training_mode():
     model.features[1].weight.requires_grad_(False)
     model.train()
     crit = SnipIt()
-    prune(model, weights, crit, data.batches, [0.5], data.n_batches)
+    prune(
+        model,
+        weights=weights,
+        criterion=crit,
+        batches_for_step=data.batches,
+        schedule=[0.5],
+        n_batches=data.n_batches,
+    )
     assert model.training
     assert not model.features[1].weight.requires_grad
     assert model.features[4].weight.requires_grad

@@ -2,7 +2,14 @@ import pytest
 import torch
 
 from snipit_cli.errors import NumericsError
-from snipit_cli.pruning.masks import apply_masks, compute_masks, count_kept, full_masks
+from snipit_cli.pruning.masks import (
+    FloorError,
+    apply_masks,
+    compute_masks,
+    count_kept,
+    full_masks,
+    silent_layers,
+)
 
 
 def _scores():
@@ -57,3 +64,26 @@ def test_apply_masks_zeroes_in_place():
     apply_masks({"w": w}, {"w": torch.tensor([True, False, True])})
     assert w.tolist() == [1.0, 0.0, 3.0]
     assert w.data_ptr() == ptr
+
+
+def test_floors_hold_a_layer_the_ranking_would_empty_and_say_so():
+    scores = _scores()  # the top 3 are a[0,1]=0.9, b[2]=0.8, b[0]=0.7: "a" keeps one
+    held: list[str] = []
+    masks = compute_masks(scores, full_masks(scores), keep=3, floors={"a": 2, "b": 1}, held=held)
+    assert masks["a"].tolist() == [[False, True], [True, False]]  # 0.9 and 0.5
+    assert masks["b"].tolist() == [False, False, True]  # 0.8 only: the budget stays 3
+    assert held == ["a"]
+    with pytest.raises(FloorError):
+        compute_masks(scores, full_masks(scores), keep=3, floors={"a": 3, "b": 1})
+
+
+def test_silent_layers_are_those_whose_alive_weights_all_score_zero():
+    scores = {"a": torch.tensor([0.0, 0.0]), "b": torch.tensor([0.0, 2.0]), "c": torch.tensor([0.0, 5.0])}
+    current = {
+        "a": torch.tensor([True, True]),
+        "b": torch.tensor([True, True]),
+        "c": torch.tensor([True, False]),  # its only nonzero score is on a pruned weight
+    }
+    assert silent_layers(scores, current) == ["a", "c"]
+    current["a"] = torch.tensor([False, False])  # an emptied layer has no signal to miss
+    assert silent_layers(scores, current) == ["c"]

@@ -1,7 +1,14 @@
 import pytest
 
+from snipit_cli.criteria import get_criterion
 from snipit_cli.errors import UsageError
-from snipit_cli.pruning.schedule import count_to_prune, one_shot_schedule, snipit_schedule
+from snipit_cli.pruning.schedule import (
+    count_to_prune,
+    exponential_schedule,
+    one_shot_schedule,
+    schedule_for,
+    snipit_schedule,
+)
 
 
 def test_paper_schedule_for_high_sparsity():
@@ -42,3 +49,25 @@ def test_count_to_prune_rounds_to_nearest_weight():
     assert count_to_prune(0.9, 11172032) == 10054829
     assert count_to_prune(0.5, 3) == 2
     assert count_to_prune(0.1, 5) == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "level", "expected"),
+    [
+        ("snip", "weights", [0.9]),
+        ("snip-it", "weights", snipit_schedule(0.9, 5)),
+        ("synflow", "weights", exponential_schedule(0.9, 100)),
+        ("snap", "units", [0.9]),
+        ("snap-it", "units", snipit_schedule(0.9, 5)),
+    ],
+)
+def test_schedule_for_computes_the_declared_family_with_its_default_rounds(method, level, expected):
+    criterion = get_criterion(method, level)()
+    assert schedule_for(criterion, 0.9) == expected
+    assert criterion.iterative == (len(expected) > 1)  # derived from the family, never declared apart
+
+
+def test_schedule_for_passes_steps_to_iterative_families_only():
+    assert schedule_for(get_criterion("snip-it")(), 0.9, 2) == snipit_schedule(0.9, 2)
+    assert len(schedule_for(get_criterion("synflow")(), 0.9, 7)) == 7
+    assert schedule_for(get_criterion("magnitude")(), 0.9, 7) == [0.9]

@@ -45,7 +45,7 @@ def _residual(seed=0):
 
 
 def _graph(model):
-    return find_unit_groups(model, torch.zeros(1, 3, 8, 8), protected=[model.head])
+    return find_unit_groups(model, example=torch.zeros(1, 3, 8, 8), protected=[model.head])
 
 
 def _index_of(unit_graph, producer: str) -> int:
@@ -96,7 +96,7 @@ def test_slim_equals_gated_original_and_replays_from_json():
 def test_snap_score_matches_hand_computation():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
-    unit_graph = find_unit_groups(net, torch.zeros(1, 2), protected=[net[2]])
+    unit_graph = find_unit_groups(net, example=torch.zeros(1, 2), protected=[net[2]])
     (group,) = unit_graph.groups
     batches = [
         (torch.tensor([[1.0, -2.0], [0.5, 0.3]]), torch.tensor([0, 1])),
@@ -111,7 +111,8 @@ def test_snap_score_matches_hand_computation():
         grad_sum += ((dz @ net[2].weight) * h).sum(0)
         loss_sum += float(nn.functional.cross_entropy(z, y))
     ctx = UnitScoringContext(net, unit_graph.groups, [torch.ones(3)], batches, torch.Generator())
-    (scores,) = create_criterion("snap", "units").score_units(ctx)
+    with gates_installed(net, unit_graph.groups, ctx.gates):  # as the engine scores
+        (scores,) = create_criterion("snap", "units").score_units(ctx)
     torch.testing.assert_close(scores, grad_sum.abs() / loss_sum)
 
 
@@ -141,7 +142,15 @@ def test_snap_it_follows_the_schedule_monotonically_and_keeps_a_unit_per_group()
     data = SyntheticData(spec="synthetic", batch_size=4, n_batches=1, seed=0, size=(3, 8, 8), num_classes=4)
     criterion = RecordingSnapIt()
     schedule = snipit_schedule(0.8, 2)
-    result = prune_units(model, unit_graph.groups, criterion, data.batches, schedule, 1, min_keep=0.0)
+    result = prune_units(
+        model,
+        groups=unit_graph.groups,
+        criterion=criterion,
+        batches_for_step=data.batches,
+        schedule=schedule,
+        n_batches=1,
+        min_keep=0.0,
+    )
     total = 11
     assert len(criterion.alive) == len(schedule)
     for before, after in zip(criterion.alive, criterion.alive[1:], strict=False):
@@ -155,7 +164,15 @@ def test_min_keep_floor_bounds_and_is_reported():
     model = _residual()
     unit_graph = _graph(model)
     data = SyntheticData(spec="synthetic", batch_size=2, n_batches=1, seed=0, size=(3, 8, 8), num_classes=4)
-    result = prune_units(model, unit_graph.groups, SnapIt(), data.batches, [0.9], 1, min_keep=0.5)
+    result = prune_units(
+        model,
+        groups=unit_graph.groups,
+        criterion=SnapIt(),
+        batches_for_step=data.batches,
+        schedule=[0.9],
+        n_batches=1,
+        min_keep=0.5,
+    )
     assert [int(g.sum()) for g in result.gates] == [3, 3]  # ceil(0.5 * 6), ceil(0.5 * 5)
     assert result.node_sparsity == pytest.approx(5 / 11)
     assert sorted(result.at_floor) == sorted(g.root for g in unit_graph.groups)
@@ -164,25 +181,36 @@ def test_min_keep_floor_bounds_and_is_reported():
 def test_only_the_classifier_is_protected_even_when_hidden_widths_equal_the_class_count():
     from tiny_models import TinyCNN
 
-    from snipit_cli.workflows.structured import classifier_layers
+    from snipit_cli.pruning.structured.heads import classifier_layers
 
     model = TinyCNN(num_classes=8, width=4)  # features.3 has 8 channels too
     protected = classifier_layers(model, torch.zeros(1, 3, 8, 8))
     assert protected == [model.head]
-    roots = {g.root for g in find_unit_groups(model, torch.zeros(1, 3, 8, 8), protected).groups}
+    roots = {
+        g.root for g in find_unit_groups(model, example=torch.zeros(1, 3, 8, 8), protected=protected).groups
+    }
     assert roots == {"features.0", "features.3"}
 
 
 def test_round_to_keeps_multiples_of_n_channels_and_stays_exact():
     from snipit_cli.models.zoo import SmallCNN
-    from snipit_cli.workflows.structured import StructuredOptions, slim_model
+    from snipit_cli.pruning.structured.options import StructuredOptions
+    from snipit_cli.pruning.structured.slim import slim_model
 
     torch.manual_seed(0)
     model = SmallCNN(width=8)  # conv groups of 8, 16, 32, 32 channels and 256 fc1 neurons
     data = SyntheticData("synthetic", 4, 1, 0, size=(1, 28, 28), num_classes=10)
     criterion = create_criterion("snap", "units")
     outcome = slim_model(
-        model, None, criterion, data, [0.6], (1, 28, 28), StructuredOptions(round_to=8), [], 0, None
+        model,
+        arch=None,
+        criterion=criterion,
+        data=data,
+        schedule=[0.6],
+        size=(1, 28, 28),
+        options=StructuredOptions(round_to=8),
+        exclude=[],
+        seed=0,
     )
     kept = [int(g.sum()) for g in outcome.result.gates]
     sizes = [g.size for g in outcome.unit_graph.groups]
@@ -217,11 +245,13 @@ def test_trial_removals_find_exactly_the_groups_the_forward_cannot_lose_units_of
 
     torch.manual_seed(0)
     model = FixedWidths().eval()
-    unit_graph = find_unit_groups(model, torch.zeros(1, 3, 8, 8), protected=[model.head])
+    unit_graph = find_unit_groups(model, example=torch.zeros(1, 3, 8, 8), protected=[model.head])
     probe = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    found = unremovable_groups(model, unit_graph, probe, ["head"])
+    found = unremovable_groups(model, unit_graph=unit_graph, probe=probe, protected=["head"])
     roots = {unit_graph.groups[i].root: reason for i, reason in found.items()}
     assert sorted(roots) == ["c", "e"]
     assert roots["c"].startswith("the forward fails: RuntimeError: shape '[-1, 96]' is invalid")
     assert roots["e"].startswith("the forward fails: RuntimeError: mat1 and mat2 shapes cannot be multiplied")
-    assert unremovable_groups(_residual(), _graph(_residual()), probe, ["head"]) == {}
+    assert (
+        unremovable_groups(_residual(), unit_graph=_graph(_residual()), probe=probe, protected=["head"]) == {}
+    )

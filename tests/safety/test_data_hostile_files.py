@@ -85,7 +85,7 @@ def test_a_png_claiming_a_huge_size_is_named_as_a_decompression_bomb(
 
 def test_a_decompression_bomb_read_as_a_sample_is_named_too(tmp_path):
     """Past the header sample (more files than it reads), decoding the file names it the same way."""
-    from snipit_cli.data.readers import ImageFolderImages
+    from snipit_cli.data.readers.folders import ImageFolderImages
     from snipit_cli.errors import DataError
 
     small_image_folder(tmp_path / "imgs")
@@ -125,7 +125,7 @@ def test_a_symlink_loop_in_an_image_folder_is_scanned_once(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["calibration"]["samples"] == 3  # a/ok, b/ok, b/side/ok
 
-    from snipit_cli.data.readers import ImageFolderImages
+    from snipit_cli.data.readers.folders import ImageFolderImages
 
     samples = [
         (str(Path(p).relative_to(tmp_path)), label)
@@ -254,7 +254,7 @@ def write_gz_idx(path: Path, header: bytes, payload_bytes: int) -> None:
 PEAK = """
 import resource, sys
 from pathlib import Path
-from snipit_cli.data.readers import read_mnist
+from snipit_cli.data.readers.idx import read_mnist
 from snipit_cli.errors import DataError
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
@@ -318,7 +318,7 @@ def test_idx_files_read_streaming_match_torchvisions_reader(tmp_path):
     """The bounded reader gives torchvision's tensors for a real (plain) idx file of each kind."""
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
-    from snipit_cli.data.readers import read_idx
+    from snipit_cli.data.readers.idx import read_idx
 
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), rng.integers(0, 10, 5, dtype=np.uint8)

@@ -103,16 +103,24 @@ def test_optimizer_state_follows_the_surgery():
     """Momentum set equal to the weights before surgery must equal the slim weights after it."""
     from snipit_cli.criteria import create_criterion
     from snipit_cli.data.calibration import SyntheticData
-    from snipit_cli.workflows.structured import StructuredOptions, kept_indices, slim_model
+    from snipit_cli.pruning.structured.options import StructuredOptions
+    from snipit_cli.pruning.structured.slim import kept_indices, slim_model
 
     torch.manual_seed(0)
     model = SmallCNN(width=8)
     state = {n: {"momentum_buffer": p.detach().clone()} for n, p in model.named_parameters()}
     data = SyntheticData("synthetic", 4, 1, 0, size=(1, 28, 28), num_classes=10)
     outcome = slim_model(
-        model, None, create_criterion("snap", "units"), data, [0.5], (1, 28, 28),
-        StructuredOptions(), [], 0, None,
-    )  # fmt: skip
+        model,
+        arch=None,
+        criterion=create_criterion("snap", "units"),
+        data=data,
+        schedule=[0.5],
+        size=(1, 28, 28),
+        options=StructuredOptions(),
+        exclude=[],
+        seed=0,
+    )
     kept = kept_indices(outcome, (1, 28, 28), [])
     shapes = {n: p.shape for n, p in model.named_parameters()}
     sliced = slice_state(state, kept, shapes)

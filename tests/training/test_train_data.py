@@ -13,7 +13,7 @@ from mnist_files import write_learnable_mnist
 from split_files import TEST, TRAIN, write_image_split
 
 from snipit_cli.data.build import DataOptions
-from snipit_cli.data.readers import IMAGENET_STATS
+from snipit_cli.data.readers.base import IMAGENET_STATS
 from snipit_cli.data.specs import parse_data_spec
 from snipit_cli.models.checkpoint import read_metadata, read_tensors
 from snipit_cli.training.loop import NullEpochProgress

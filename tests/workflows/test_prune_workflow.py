@@ -10,8 +10,8 @@ from snipit_cli import load_model
 from snipit_cli.data.build import DataOptions
 from snipit_cli.data.specs import DataSpec, parse_data_spec
 from snipit_cli.errors import UsageError
+from snipit_cli.layers import prunable_layers
 from snipit_cli.models.checkpoint import read_metadata
-from snipit_cli.pruning.targets import prunable_layers
 from snipit_cli.workflows.prune import RUN_ONLY_KEYS, ModelOptions, PruneRequest, run_prune
 
 

@@ -17,9 +17,11 @@ from torch import nn
 
 from snipit_cli.criteria.base import UnitCriterion, UnitScoringContext
 from snipit_cli.errors import NumericsError
-from snipit_cli.pruning.engine import BatchSource, NullProgress, Progress, counted_batches
+from snipit_cli.pruning.engine import NullProgress, Progress, counted_batches
+from snipit_cli.pruning.structured.gates import gates_installed
 from snipit_cli.pruning.structured.groups import UnitGroup
-from snipit_cli.pruning.sync import LOCAL, Sync
+from snipit_cli.sync import LOCAL, Sync
+from snipit_cli.types import BatchSource
 
 #: Given the pruned units per group, the fraction of the chosen measure (params, MACs) removed.
 Measure = Callable[[list[list[int]]], float]
@@ -52,6 +54,7 @@ class UnitPruneResult:
 
 def prune_units(
     model: nn.Module,
+    *,
     groups: list[UnitGroup],
     criterion: UnitCriterion,
     batches_for_step: BatchSource,
@@ -86,7 +89,8 @@ def prune_units(
         progress.start_step(step, len(schedule), fraction, reads)
         batches = counted_batches(batches_for_step(step), progress, result) if reads else ()
         ctx = UnitScoringContext(model, groups, [g.clone() for g in gates], batches, generator, sync)
-        scores = criterion.score_units(ctx)
+        with gates_installed(model, groups, ctx.gates):  # scoring the gated model = the slimmed one
+            scores = criterion.score_units(ctx)
         order = _removal_order(scores, gates, floors, groups)
         chosen = _fewest_reaching(order, gates, fraction, measure)
         for g, u in chosen:

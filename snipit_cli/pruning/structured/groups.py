@@ -21,7 +21,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from snipit_cli.pruning.targets import is_excluded
+from snipit_cli.layers import is_excluded
 
 #: Norms whose statistics mix channels: removal is only equivalent to a zero gate when the
 #: statistics are taken over the gated channels (handled for LayerNorm, not for GroupNorm).
@@ -66,7 +66,7 @@ class UnitGraph:
 
 
 def find_unit_groups(
-    model: nn.Module, example: torch.Tensor, protected: Sequence[nn.Module], exclude: Sequence[str] = ()
+    model: nn.Module, *, example: torch.Tensor, protected: Sequence[nn.Module], exclude: Sequence[str] = ()
 ) -> UnitGraph:
     """Trace ``model`` and list its prunable unit groups.
 

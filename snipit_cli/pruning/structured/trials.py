@@ -32,6 +32,7 @@ def relative_difference(out: torch.Tensor, reference: torch.Tensor) -> float:
 
 def slim_copy(
     model: nn.Module,
+    *,
     example: torch.Tensor,
     protected: Sequence[str],
     exclude: Sequence[str],
@@ -46,7 +47,7 @@ def slim_copy(
     shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
     trial = copy.deepcopy(model, shared)
     modules = dict(trial.named_modules())
-    sub = find_unit_groups(trial, example, [modules[n] for n in protected], exclude)
+    sub = find_unit_groups(trial, example=example, protected=[modules[n] for n in protected], exclude=exclude)
     pruned = [
         torch.nonzero(gates_by_root[g.root] == 0).flatten().tolist() if g.root in gates_by_root else []
         for g in sub.groups
@@ -57,6 +58,7 @@ def slim_copy(
 
 def removal_failure(
     model: nn.Module,
+    *,
     unit_graph: UnitGraph,
     gates: dict[int, torch.Tensor],
     batch: torch.Tensor,
@@ -72,7 +74,9 @@ def removal_failure(
         with torch.no_grad():
             with gates_installed(model, groups, full):
                 reference = model(batch)
-            out = slim_copy(model, batch[:1], protected, (), by_root)(batch)
+            out = slim_copy(model, example=batch[:1], protected=protected, exclude=(), gates_by_root=by_root)(
+                batch
+            )
     except Exception as exc:  # noqa: BLE001 (whatever the user's forward raises is the finding)
         first_line = (str(exc).strip().splitlines() or [""])[0]
         return f"the forward fails: {type(exc).__name__}: {first_line[:160]}"
@@ -83,7 +87,7 @@ def removal_failure(
 
 
 def unremovable_groups(
-    model: nn.Module, unit_graph: UnitGraph, probe: torch.Tensor, protected: Sequence[str]
+    model: nn.Module, *, unit_graph: UnitGraph, probe: torch.Tensor, protected: Sequence[str]
 ) -> dict[int, str]:
     """Groups (by index) whose removal the model does not survive, with the reason.
 
@@ -99,7 +103,7 @@ def unremovable_groups(
         for i in indices:
             gates[i] = torch.ones(unit_graph.groups[i].size)
             gates[i][unit_graph.groups[i].size // 2] = 0.0
-        return removal_failure(model, unit_graph, gates, probe, protected)
+        return removal_failure(model, unit_graph=unit_graph, gates=gates, batch=probe, protected=protected)
 
     broken: dict[int, str] = {}
 

@@ -24,9 +24,11 @@ from snipit_cli.metrics.sparsity import count_params
 from snipit_cli.models.arch import ArchSpec
 from snipit_cli.models.input_spec import Size
 from snipit_cli.pruning.engine import MIN_LAYER_DENSITY, current_masks, prune
+from snipit_cli.pruning.masks import apply_masks
+from snipit_cli.pruning.schedule import schedule_for
+from snipit_cli.pruning.structured.slim import count_units, kept_indices, slim_model
 from snipit_cli.pruning.targets import prunable_weights
 from snipit_cli.training.fit import TrainState
-from snipit_cli.training.loop import hold_masks
 from snipit_cli.training.optim import (
     OptimizerOptions,
     load_state_by_name,
@@ -35,7 +37,6 @@ from snipit_cli.training.optim import (
     state_by_name,
 )
 from snipit_cli.workflows.session import pruning_criterion
-from snipit_cli.workflows.structured import count_units, kept_indices, slim_model
 from snipit_cli.workflows.train.request import PruneWhileTraining
 
 
@@ -63,7 +64,7 @@ class Pruner:
         self.options, self.arch, self.size, self.exclude = options, arch, size, exclude
         self.seed, self.optimizer, self.slim, self.batch_size = seed, optimizer, slim, data.batch_size
         self.criterion = pruning_criterion(options.method, options.structured is not None)
-        self.schedule = self.criterion.schedule(options.sparsity, options.steps)
+        self.schedule = schedule_for(self.criterion, options.sparsity, options.steps)
         self.epochs = [options.delay + i * options.freq for i in range(len(self.schedule))]
         if self.epochs[-1] >= epochs:
             raise UsageError(
@@ -202,4 +203,4 @@ def _reset_pruned_state(state: TrainState) -> None:
         for value in state.optimizer.state.get(w, {}).values():
             if isinstance(value, torch.Tensor) and value.shape == w.shape:
                 value.mul_(state.masks[name].to(value.dtype))
-    hold_masks(state.weights, state.masks)
+    apply_masks(state.weights, state.masks)

@@ -12,10 +12,10 @@ from snipit_cli.data.build import DataOptions
 from snipit_cli.data.specs import DataSpec
 from snipit_cli.errors import UsageError
 from snipit_cli.models.checkpoint import Storage
+from snipit_cli.pruning.structured.options import StructuredOptions
 from snipit_cli.training.optim import OptimizerOptions
 from snipit_cli.workflows.session import ModelOptions
 from snipit_cli.workflows.session.training_data import TrainingDataOptions
-from snipit_cli.workflows.structured import StructuredOptions
 
 
 @dataclass

@@ -1,5 +1,8 @@
 """What the pruning loop needs from its peers when several processes score together.
 
+A base module (not in ``pruning/``): criteria, both engines, ``parallel`` and the CLI's error
+boundary all speak this protocol, and none of them should import pruning to do so.
+
 A single process is its own world (:class:`LocalSync`: every operation is the identity). Under
 ``torchrun`` the same loop gets a :class:`~snipit_cli.parallel.ProcessGroupSync`, which sums
 gradients over the ranks, hands everyone rank 0's masks and turns an error on one rank into the

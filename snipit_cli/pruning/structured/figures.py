@@ -1,0 +1,46 @@
+"""The figures a structured run reports: units, parameters and MACs removed, the equivalence
+proof, and what bounded the run, as plain data for the report and the notes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from snipit_cli.metrics.macs import count_macs
+from snipit_cli.metrics.sparsity import count_params
+from snipit_cli.models.input_spec import Size
+from snipit_cli.pruning.structured.slim import SlimOutcome
+from snipit_cli.pruning.structured.trials import TOLERANCE
+
+
+def slim_report(outcome: SlimOutcome, model: nn.Module, size: Size) -> dict[str, Any]:
+    """Node and MAC figures of a slim model against its dense original, and what bounded it."""
+    result = outcome.result
+    macs_dense, macs_slim = count_macs(outcome.dense, size), count_macs(model, size)
+    removed = {
+        "nodes": result.node_sparsity,
+        "params": 1 - count_params(model) / count_params(outcome.dense),
+        "macs": 1 - macs_slim / macs_dense,
+    }
+    return {
+        "removed": removed,
+        "nodes": {
+            "dense": result.total_units,
+            "remaining": result.total_units - sum(len(p) for p in result.pruned),
+            "sparsity": result.node_sparsity,
+        },
+        "macs": {"dense": macs_dense, "pruned": macs_slim, "removed": removed["macs"]},
+        "equivalence": {"max_rel_diff": outcome.max_rel_diff, "tolerance": TOLERANCE},
+        "limits": {"kept_groups": outcome.unit_graph.kept, "at_min_keep": result.at_floor},
+    }
+
+
+def limit_notes(limits: dict[str, list[str]]) -> list[str]:
+    """One-line remarks on what kept the run from pruning more."""
+    notes = []
+    if limits["kept_groups"]:
+        notes.append(f"kept whole: {'; '.join(limits['kept_groups'][:5])}")
+    if limits["at_min_keep"]:
+        notes.append(f"groups held at their --min-keep floor: {', '.join(limits['at_min_keep'][:5])}")
+    return notes

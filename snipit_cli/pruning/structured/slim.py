@@ -1,0 +1,170 @@
+"""The structured pass: choose units with gates, remove them, prove the slim model right.
+
+Before scoring, a trial removal on a copy finds the groups the model's own code cannot lose units
+of (a hard-coded ``view``): they are kept dense and named in ``limits.kept_groups``. After surgery
+the slim model must reproduce the original with the removed units' gates at zero
+(:mod:`~snipit_cli.pruning.structured.verify`); otherwise nothing is written.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from snipit_cli.criteria.base import UnitCriterion
+from snipit_cli.errors import ModelError
+from snipit_cli.models.arch import ArchSpec, build_model
+from snipit_cli.models.input_spec import Size
+from snipit_cli.models.slim import Record, record_slim
+from snipit_cli.pruning.engine import Progress
+from snipit_cli.pruning.structured.engine import UnitPruneResult, prune_units
+from snipit_cli.pruning.structured.groups import UnitGraph, find_unit_groups
+from snipit_cli.pruning.structured.heads import classifier_layers, module_names
+from snipit_cli.pruning.structured.measure import removal_measure
+from snipit_cli.pruning.structured.options import StructuredOptions
+from snipit_cli.pruning.structured.trials import slim_copy, unremovable_groups
+from snipit_cli.pruning.structured.verify import remove_and_check
+from snipit_cli.sync import LOCAL, Sync, scored_together
+from snipit_cli.types import Calibration
+
+
+@dataclass
+class SlimOutcome:
+    """The pruning result, the dense copy it is checked against, and the JSON replay record."""
+
+    result: UnitPruneResult
+    dense: nn.Module
+    record: Record
+    unit_graph: UnitGraph
+    max_rel_diff: float
+
+    @property
+    def group_sizes(self) -> dict[str, int]:
+        """Units of each pruned group before this surgery, by root name."""
+        return {g.root: g.size for g in self.unit_graph.groups}
+
+
+def slim_model(
+    model: nn.Module,
+    *,
+    arch: ArchSpec | None,
+    criterion: UnitCriterion,
+    data: Calibration,
+    schedule: list[float],
+    size: Size,
+    options: StructuredOptions,
+    exclude: Sequence[str],
+    seed: int,
+    progress: Progress | None = None,
+    sync: Sync = LOCAL,
+    dense_units: dict[str, int] | None = None,
+) -> SlimOutcome:
+    """Prune units of ``model`` in place along ``schedule`` and remove them physically.
+
+    ``dense_units`` (group root -> units of the dense model) is what ``--min-keep`` is a share
+    of when the model was slimmed before (pruning while training); default: its widths now.
+    """
+    device = next(model.parameters()).device
+    example = torch.zeros(1, *size, device=device)
+    protected = classifier_layers(model, example)
+    model.eval()
+    unit_graph = find_unit_groups(model, example=example, protected=protected, exclude=exclude)
+    names = module_names(model, protected)
+    _keep_unremovable(model, unit_graph, _probe(size, device), names, sync)
+    if not unit_graph.groups:
+        kept = f" (kept whole: {'; '.join(unit_graph.kept[:3])})" if unit_graph.kept else ""
+        raise ModelError(
+            f"the model has no prunable channel group{kept}; check the model or the --exclude patterns"
+        )
+    roots = [g.root for g in unit_graph.groups]
+    measure = removal_measure(
+        model, target=options.target, example=example, protected=names, exclude=exclude, roots=roots
+    )
+    result = prune_units(
+        model,
+        groups=unit_graph.groups,
+        criterion=criterion,
+        batches_for_step=data.batches,
+        schedule=schedule,
+        n_batches=data.local_batches,
+        min_keep=options.min_keep,
+        measure=measure,
+        seed=seed,
+        progress=progress,
+        round_to=options.round_to,
+        sync=sync,
+        dense_sizes=[(dense_units or {}).get(g.root, g.size) for g in unit_graph.groups],
+    )
+    dense = copy.deepcopy(model)
+    # Each rank checks on its own first batch; a mismatch on any rank stops all of them.
+    diff = scored_together(
+        sync,
+        lambda: remove_and_check(
+            model, dense, unit_graph=unit_graph, gates=result.gates, batch=_first_batch(data), protected=names
+        ),
+    )
+    return SlimOutcome(result, dense, record_slim(model, _reference(arch, dense)), unit_graph, diff)
+
+
+def _first_batch(data: Calibration) -> torch.Tensor:
+    return next(iter(data.batches(0)))[0]
+
+
+def _probe(size: Size, device: torch.device) -> torch.Tensor:
+    """Two fixed random inputs (the same on every rank) for the trial removals."""
+    return torch.randn(2, *size, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def _keep_unremovable(model, unit_graph: UnitGraph, probe, protected, sync: Sync) -> None:
+    """Keep dense (and list in ``unit_graph.kept``) the groups whose removal breaks the model's
+    forward, found by trial removals on a copy before any scoring; all ranks take rank 0's."""
+    found = unremovable_groups(model, unit_graph=unit_graph, probe=probe, protected=protected)
+    flags = torch.tensor([i in found for i in range(len(unit_graph.groups))], dtype=torch.bool)
+    (flags,) = sync.broadcast([flags])
+    groups = unit_graph.groups
+    for i in torch.nonzero(flags).flatten().tolist():
+        reason = found.get(i, "the trial on rank 0 fails")
+        unit_graph.kept.append(f"{groups[i].root} (without one of its units, {reason})")
+    unit_graph.groups = [g for i, g in enumerate(groups) if not flags[i]]
+
+
+def _reference(arch: ArchSpec | None, dense: nn.Module) -> nn.Module:
+    """The model the slim record is relative to: the arch built fresh, as ``load_model`` will."""
+    if arch is None:
+        return dense
+    try:
+        return build_model(arch)
+    except ModelError:
+        return dense
+
+
+def kept_indices(outcome: SlimOutcome, size: Size, exclude: Sequence[str]) -> dict[str, torch.Tensor]:
+    """For every parameter of the slim model, the flat indices of its entries in the dense one.
+
+    The same surgery is replayed on a float64 copy whose parameters hold their own flat indices
+    (exact up to 2**53), so optimizer state can follow the weights through the surgery.
+    """
+    shadow = copy.deepcopy(outcome.dense).double()
+    with torch.no_grad():
+        for p in shadow.parameters():
+            p.copy_(torch.arange(p.numel(), dtype=torch.float64).view_as(p))
+    device = next(shadow.parameters()).device
+    example = torch.zeros(1, *size, device=device, dtype=torch.float64)
+    protected = module_names(outcome.dense, classifier_layers(outcome.dense, example.float()))
+    gates = {g.root: gate for g, gate in zip(outcome.unit_graph.groups, outcome.result.gates, strict=True)}
+    slim = slim_copy(shadow, example=example, protected=protected, exclude=exclude, gates_by_root=gates)
+    return {name: p.detach().flatten().round().long() for name, p in slim.named_parameters()}
+
+
+def count_units(model: nn.Module, size: Size, exclude: Sequence[str]) -> int:
+    """Prunable units of ``model`` as it is now (for schedules stated against the dense model)."""
+    device = next(model.parameters()).device
+    example = torch.zeros(1, *size, device=device)
+    graph = find_unit_groups(
+        model, example=example, protected=classifier_layers(model, example), exclude=exclude
+    )
+    return sum(g.size for g in graph.groups)
