@@ -19,8 +19,10 @@ from snipit_cli.models.checkpoint import (
     read_metadata,
     read_tensors,
     save_tensors,
+    storage_of,
 )
-from snipit_cli.models.storage import DENSE
+from snipit_cli.models.storage import dense_nbytes
+from snipit_cli.workflows.documents import file_block, ordered, source_file_block, storage_block
 
 
 @dataclass
@@ -41,19 +43,21 @@ def run_convert(request: ConvertRequest) -> dict[str, Any]:
     tensors = read_tensors(source)  # decoded and checked: a corrupt input never gets copied
     extra = {k: v for k, v in read_header_metadata(source).items() if k not in (METADATA_KEY, "format")}
     write_atomic(output, lambda tmp: save_tensors(tmp, tensors, extra, document, request.storage))
-    storage = (read_metadata(output) or {}).get("storage") or {"encoding": DENSE}
-    in_size, out_size = source.stat().st_size, output.stat().st_size
-    return {
-        "input": str(source),
-        "output": str(output),
-        "storage": request.storage,
-        "encoding": storage["encoding"],
-        "tensors": len(tensors),
-        "encoded_tensors": len(storage.get("tensors", {})),
-        "input_size": in_size,
-        "output_size": out_size,
-        "size_ratio": out_size / in_size,
-    }
+    written = read_metadata(output) or {}
+    encoding, stored = storage_of(written), written.get("storage") or {}
+    params = sum(t.numel() for t in tensors.values())
+    return ordered(
+        "convert",
+        {
+            "source_file": source_file_block(source),
+            "file": file_block(output, output.stat().st_size, params, dense_nbytes(tensors)),
+            "storage": storage_block(encoding),
+            "tensors": len(tensors),
+            "encoded_tensors": len(stored.get("tensors", {})),
+            "size_ratio": output.stat().st_size / source.stat().st_size,
+            "notes": [],
+        },
+    )
 
 
 def _check_paths(source: Path, output: Path, force: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -9,32 +10,23 @@ from typing import Any
 import torch
 from torch import nn
 
-import snipit_cli
 from snipit_cli.data.build import DataOptions, calibration_data
 from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.metrics.accuracy import evaluate
 from snipit_cli.metrics.latency import measure_latency
-from snipit_cli.metrics.macs import macs_by_module
-from snipit_cli.metrics.sparsity import layer_rows, param_totals
-from snipit_cli.models.arch import LIBRARY_PREFIXES, ArchSpec, build_model
+from snipit_cli.models.arch import LIBRARY_PREFIXES
 from snipit_cli.models.checkpoint import read_metadata, storage_of
 from snipit_cli.models.input_spec import InputSpec
 from snipit_cli.models.loading import LoadedModel
-from snipit_cli.models.storage import dense_nbytes
-from snipit_cli.workflows.session import ModelOptions, load, open_session, resolve_device
-
-#: Keys of the checkpoint metadata that describe how it was pruned.
-PRUNING_KEYS = (
-    "method",
-    "structured",
-    "schedule",
-    "sparsity",
-    "exclude",
-    "seed",
-    "min_keep",
-    "calibration",
-    "nodes",
+from snipit_cli.workflows.documents import (
+    dense_reference,
+    measured_blocks,
+    nested,
+    ordered,
+    ratios_block,
+    run_block,
 )
+from snipit_cli.workflows.session import ModelOptions, load, model_document, open_session, resolve_device
 
 
 @dataclass
@@ -90,39 +82,25 @@ def _open(request: DescribeRequest) -> _Opened:
 def _measure(opened: _Opened) -> dict[str, Any]:
     request, loaded, model, spec = opened.request, opened.loaded, opened.model, opened.spec
     device, num_classes = opened.device, opened.num_classes
+    started = time.perf_counter()
     metadata = loaded.metadata or {}
-    dense = _dense_reference(loaded.arch, metadata, loaded.arch_confirmed)
-
-    rows = layer_rows(model, dense=dense)
-    macs = macs_by_module(model, spec.size, device)
-    for row in rows:
-        row["macs"] = macs.get(row["name"], 0)
-    params = param_totals(model, rows, dense=dense)
-    size_bytes = loaded.path.stat().st_size if loaded.path else None
+    file = None
+    if loaded.path is not None:
+        file = (loaded.path, loaded.path.stat().st_size, storage_of(metadata))
+    blocks = measured_blocks(
+        model,
+        metadata=metadata,
+        input_size=spec.size,
+        dense=dense_reference(loaded.arch, metadata, confirmed=loaded.arch_confirmed),
+        file=file,
+        device=device,
+    )
     doc: dict[str, Any] = {
-        "snipit_version": snipit_cli.__version__,
-        "source": loaded.source,
-        "model": {
-            "arch": loaded.arch.to_json() if loaded.arch else None,
-            "input_size": list(spec.size),
-            "input_size_from": spec.source,
-            "num_classes": num_classes,
-        },
-        "pruning": {k: metadata[k] for k in PRUNING_KEYS if k in metadata} or None,
-        "totals": {
-            **params,
-            "weight_sparsity": 1 - params["prunable_nonzero"] / params["prunable"]
-            if params["prunable"]
-            else 0.0,
-            "node_sparsity": _node_sparsity(rows, metadata),
-            "macs": macs[""],
-            "file_size": size_bytes,
-            **file_figures(size_bytes, params["total"], dense_nbytes(model.state_dict())),
-            "storage": storage_of(metadata) if loaded.path else None,
-        },
-        "layers": rows,
+        **blocks,
+        "model": model_document(loaded, spec, num_classes, request.model.pretrained),
         "eval": None,
         "latency": None,
+        "notes": [],
     }
     if request.data:
         data = calibration_data(request.data, opened.dataset, spec, num_classes, device)
@@ -141,17 +119,8 @@ def _measure(opened: _Opened) -> dict[str, Any]:
             warmup=lat.warmup,
             device=device,
         )
-    return doc
-
-
-def file_figures(file_size: int | None, params: int, dense_size: int) -> dict[str, Any]:
-    """Bytes per parameter and the file against its dense tensors (what --storage dense holds,
-    less the header): sparse storage shows as a ratio well below 1."""
-    return {
-        "file_bytes_per_param": file_size / params if file_size and params else None,
-        "dense_size": dense_size,
-        "file_to_dense": file_size / dense_size if file_size and dense_size else None,
-    }
+    doc["run"] = run_block(str(device), time.perf_counter() - started)
+    return ordered("report", doc)
 
 
 def compare(requests: list[DescribeRequest]) -> dict[str, Any]:
@@ -164,7 +133,14 @@ def compare(requests: list[DescribeRequest]) -> dict[str, Any]:
     opened = [_open(r) for r in _shared_input(requests)]
     _check_same_input(opened)
     docs = [_measure(o) for o in opened]
-    return {"models": docs, "ratios": [ratios(docs[0], doc) for doc in docs]}
+    return ordered(
+        "compare",
+        {
+            "models": [nested(doc) for doc in docs],
+            "ratios": [ratios_block(docs[0], doc) for doc in docs],
+            "notes": [note for doc in docs for note in doc["notes"]],
+        },
+    )
 
 
 def _shared_input(requests: list[DescribeRequest]) -> list[DescribeRequest]:
@@ -217,47 +193,3 @@ def _check_same_input(opened: list[_Opened]) -> None:
 def _input_text(opened: _Opened) -> str:
     size = "x".join(map(str, opened.spec.size))
     return f"{opened.loaded.source} takes {size} with {opened.num_classes} classes ({opened.spec.source})"
-
-
-def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    """How many times fewer params/nonzeros/MACs/bytes, how many times faster, accuracy change."""
-
-    def fewer(key: str) -> float | None:
-        a, b = base["totals"].get(key), other["totals"].get(key)
-        return a / b if a and b else None
-
-    out: dict[str, Any] = {
-        "source": other["source"],
-        "params": fewer("total"),
-        "nonzero": fewer("nonzero"),
-        "macs": fewer("macs"),
-        "file_size": fewer("file_size"),
-        "file_bytes_per_param": fewer("file_bytes_per_param"),
-    }
-    if base["latency"] and other["latency"]:
-        out["speedup"] = {
-            bs: base["latency"]["batch_sizes"][bs]["median_ms"] / t["median_ms"]
-            for bs, t in other["latency"]["batch_sizes"].items()
-            if bs in base["latency"]["batch_sizes"]
-        }
-    if base["eval"] and other["eval"] and base["eval"]["top1"] is not None:
-        out["top1_change"] = other["eval"]["top1"] - base["eval"]["top1"]
-    return out
-
-
-def _dense_reference(arch: ArchSpec | None, metadata: dict[str, Any], confirmed: bool) -> nn.Module | None:
-    """The dense architecture behind a slim checkpoint, for dense shapes (None otherwise); built
-    as the checkpoint was loaded: from the metadata alone, or as the user's ``--arch``."""
-    if not metadata.get("slim") or arch is None:
-        return None
-    with torch.random.fork_rng():
-        return build_model(arch, from_checkpoint=not confirmed)
-
-
-def _node_sparsity(rows: list[dict[str, Any]], metadata: dict[str, Any]) -> float | None:
-    if "nodes" in metadata:
-        return metadata["nodes"]["sparsity"]
-    if not any("dense_shape" in r for r in rows):
-        return None
-    dense = sum(r["dense_shape"][0] for r in rows if r["prunable"])
-    return 1 - sum(r["shape"][0] for r in rows if r["prunable"]) / dense

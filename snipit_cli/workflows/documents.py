@@ -15,12 +15,18 @@ checkpoint written so far still loads. The documents here are derived from it, s
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 import snipit_cli
+from snipit_cli.metrics.macs import count_macs, macs_by_module
+from snipit_cli.metrics.sparsity import layer_rows, param_totals
+from snipit_cli.models.arch import ArchSpec, build_model
+from snipit_cli.models.storage import dense_nbytes
 
 #: Bumped on any change of a key's name, place or meaning (2: the unified vocabulary, see CHANGELOG).
 SCHEMA_VERSION = 2
@@ -161,12 +167,11 @@ def storage_block(encoding: str | None) -> dict[str, str] | None:
     return {"format": "dense" if encoding == "dense" else "sparse", "encoding": encoding}
 
 
-def file_block(path: Path | str | None, params: int, dense_size: int) -> dict[str, Any] | None:
+def file_block(path: Path | str | None, size: int, params: int, dense_size: int) -> dict[str, Any] | None:
     """The checkpoint file: its size, bytes per parameter, and against its tensors stored densely
     (sparse storage shows as ``to_dense`` well below 1)."""
     if path is None:
         return None
-    size = os.stat(path).st_size
     return {
         "path": str(path),
         "size": size,
@@ -177,7 +182,7 @@ def file_block(path: Path | str | None, params: int, dense_size: int) -> dict[st
 
 
 def source_file_block(path: Path | str) -> dict[str, Any]:
-    return {"path": str(path), "size": os.stat(path).st_size}
+    return {"path": str(path), "size": Path(path).stat().st_size}
 
 
 def run_block(device: str, seconds: float) -> dict[str, Any]:
@@ -216,3 +221,59 @@ def ratios_block(base: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str,
 def nested(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A report inside ``compare``'s ``models`` list: without the header the outer document has."""
     return {k: v for k, v in doc.items() if k not in HEADER}
+
+
+def measured_blocks(
+    model: nn.Module,
+    *,
+    metadata: Mapping[str, Any] | None,
+    input_size: Sequence[int],
+    exclude: Sequence[str] = (),
+    dense: nn.Module | None = None,
+    file: tuple[Path | str, int, str] | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """The blocks prune, train and report measure alike on a model and its metadata document:
+    ``pruning``, ``sparsity``, ``params``, ``nodes``, ``macs``, ``layers``, ``storage``, ``file``.
+
+    ``dense`` is the dense original of a slim model (for dense shapes, params and MACs);
+    ``file`` is (path, size in bytes, storage encoding) of the checkpoint, when there is one.
+    """
+    rows = layer_rows(model, exclude, dense=dense)
+    totals = param_totals(model, rows, dense=dense)
+    macs = macs_by_module(model, tuple(input_size), device)
+    dense_macs = count_macs(dense, tuple(input_size), device) if dense is not None else macs[""]
+    nodes = _nodes(metadata or {}, rows)
+    recorded = (metadata or {}).get("nodes") or {}
+    path, size, encoding = file if file is not None else (None, 0, None)
+    return {
+        "pruning": pruning_block(metadata),
+        "sparsity": sparsity_block(metadata, totals, recorded.get("sparsity", node_sparsity(nodes))),
+        "params": params_block(totals),
+        "nodes": nodes,
+        "macs": macs_block(dense_macs, macs[""]),
+        "layers": layers_block(rows, macs),
+        "storage": storage_block(encoding),
+        "file": file_block(path, size, totals["total"], dense_nbytes(model.state_dict())),
+    }
+
+
+def _nodes(metadata: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, int] | None:
+    """Units of the pruned groups: as the pruning run recorded them, else (a model slimmed while
+    training) the output channels of the prunable layers against their dense shapes."""
+    recorded = metadata.get("nodes")
+    if recorded:
+        return nodes_block(recorded["dense"], recorded["remaining"])
+    if not any("dense_shape" in r for r in rows):
+        return None
+    prunable = [r for r in rows if r["prunable"] and "dense_shape" in r]
+    return nodes_block(sum(r["dense_shape"][0] for r in prunable), sum(r["shape"][0] for r in prunable))
+
+
+def dense_reference(arch: ArchSpec | None, metadata: Mapping[str, Any] | None, *, confirmed: bool):
+    """The dense architecture behind a slim checkpoint, for dense shapes (None otherwise); built
+    as the checkpoint was loaded: from the metadata alone, or as the user's ``--arch``."""
+    if not (metadata or {}).get("slim") or arch is None:
+        return None
+    with torch.random.fork_rng():
+        return build_model(arch, from_checkpoint=not confirmed)

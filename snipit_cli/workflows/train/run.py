@@ -11,22 +11,23 @@ block records the data, optimizer and pruning options, which a resumed run reuse
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from snipit_cli.metrics.sparsity import layer_rows, param_totals
+from snipit_cli.models.checkpoint import read_metadata, storage_of
 from snipit_cli.pruning.engine import current_masks
 from snipit_cli.pruning.targets import check_exclude, prunable_weights
 from snipit_cli.training.fit import TrainState, fit, start
 from snipit_cli.training.loop import EpochProgress
+from snipit_cli.workflows.documents import dense_reference, measured_blocks, ordered, run_block
 from snipit_cli.workflows.session import (
     RUN_ONLY_KEYS,
     Session,
     load,
     open_session,
     resolve_device,
-    resolve_storage,
 )
 from snipit_cli.workflows.session.training_data import TrainingSets, require_dataset, training_sets
 from snipit_cli.workflows.session.training_output import (
@@ -84,18 +85,31 @@ def run_train(request: TrainRequest, progress: EpochProgress | None = None) -> T
         after_epoch=checkpoint,
     )
     state.model.to("cpu").eval()
-    rows = layer_rows(state.model, request.exclude)
-    report = {
-        **document(state),
-        "params": param_totals(state.model, rows),
-        "output": str(output),
-        "state": str(state_file),
-        "device": str(device),
-        "storage": resolve_storage(request.storage, state.model),
-        "notes": sets.notes,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    report = train_report(session, document(state), state=state, exclude=request.exclude, output=output)
+    report.update(
+        state_file=str(state_file),
+        run=run_block(str(device), time.perf_counter() - started),
+        notes=sets.notes,
+    )
     return TrainOutcome(state.model, report)
+
+
+def train_report(
+    session: Session, metadata: dict[str, Any], *, state: TrainState, exclude: list[str], output: Path
+) -> dict[str, Any]:
+    """train's document: the written checkpoint's metadata and the trained model, measured."""
+    loaded = session.loaded
+    dense = dense_reference(loaded.arch, metadata, confirmed=loaded.arch_confirmed)
+    file = (output, output.stat().st_size, storage_of(read_metadata(output)))
+    blocks = measured_blocks(
+        state.model,
+        metadata=metadata,
+        input_size=session.input_spec.size,
+        exclude=exclude,
+        dense=dense,
+        file=file,
+    )
+    return ordered("train", {**blocks, "model": metadata["model"], "training": metadata["training"]})
 
 
 def _pruner(

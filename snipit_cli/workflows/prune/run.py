@@ -1,0 +1,166 @@
+"""``snipit prune`` as a library call: spec -> model + data -> scores -> masks -> checkpoint + report,
+then, with ``--finetune-epochs``, training the pruned model and writing that instead."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from snipit_cli.data.build import calibration_data
+from snipit_cli.data.calibration import CalibrationData
+from snipit_cli.errors import UsageError
+from snipit_cli.fileio import write_all_atomic
+from snipit_cli.models.checkpoint import checkpoint_writer, read_metadata, storage_of
+from snipit_cli.models.loading import LoadedModel
+from snipit_cli.parallel import Launch, launched, process_group, rank_device
+from snipit_cli.pruning.engine import (
+    Progress,
+)
+from snipit_cli.pruning.schedule import schedule_for
+from snipit_cli.pruning.targets import check_exclude
+from snipit_cli.sync import scored_together
+from snipit_cli.training.loop import EpochProgress
+from snipit_cli.workflows.documents import measured_blocks, ordered, pruning_block, run_block
+from snipit_cli.workflows.prune.finetune import finetune
+from snipit_cli.workflows.prune.modes import prune_units, prune_weights
+from snipit_cli.workflows.prune.record import checkpoint_document
+from snipit_cli.workflows.prune.request import Pruned, PruneOutcome, PruneRequest, Setup
+from snipit_cli.workflows.session import (
+    checkpoint_output,
+    claim_outputs,
+    load,
+    open_session,
+    pruning_criterion,
+    resolve_device,
+    resolve_storage,
+)
+
+
+def run_prune(
+    request: PruneRequest,
+    progress: Progress | None = None,
+    finetune_progress: EpochProgress | None = None,
+) -> PruneOutcome:
+    """Prune, write the checkpoint and the report; return the model and the report.
+
+    Under ``torchrun`` every rank runs this: each scores its shard of the calibration batches,
+    the ranks sum their gradients at every step and apply the same masks, and rank 0 alone
+    writes the files (every rank returns the same report). The ranks agree after each phase, so
+    a failure on one rank (a file missing on one node, a corrupt image in one shard) stops all.
+    With ``request.finetune`` (one process only) the pruned model is then trained and replaces
+    the checkpoint; if training fails, the pruned checkpoint and report stay.
+    """
+    started = time.perf_counter()
+    launch = launched()
+    device = rank_device(resolve_device(request.device), launch)
+    with process_group(device, launch) as sync:
+        setup = scored_together(sync, _prepare, request, device, launch)
+        if request.structured:
+            pruned = prune_units(request, setup, progress, sync)
+        else:
+            pruned = prune_weights(request, setup, progress, sync)
+        model = setup.session.model.to("cpu")
+        pruned.samples_per_rank = sync.gather_int(pruned.samples_read)
+        pruned.backend = getattr(sync, "backend", None)
+
+        document = {**checkpoint_document(setup, pruned, request), **pruned.checkpoint_extra}
+        storage = resolve_storage(request.storage, model, structured=request.structured is not None)
+        written: dict[str, Any] = {}
+
+        def write_checkpoint(tmp: Path) -> None:
+            checkpoint_writer(model, document, storage)(tmp)
+            written.update(size=tmp.stat().st_size, encoding=storage_of(read_metadata(tmp)))
+
+        def write_report(tmp: Path) -> None:
+            file = (setup.output, written["size"], written["encoding"])
+            written["report"] = prune_report(request, setup, pruned, document, file=file, started=started)
+            tmp.write_text(json.dumps(written["report"], indent=2) + "\n", encoding="utf-8")
+
+        # Only rank 0 writes; the others wait to hear that it did (or why it could not), and
+        # describe the model without its file.
+        writers = {setup.output: write_checkpoint, setup.report_path: write_report}
+        scored_together(sync, write_all_atomic if sync.rank == 0 else lambda _: None, writers)
+        report = written.get("report") or prune_report(request, setup, pruned, document, started=started)
+    if request.finetune is not None:
+        report = finetune(request, report, document, model, device, finetune_progress)
+    return PruneOutcome(model, report)
+
+
+def prune_report(
+    request: PruneRequest,
+    setup: Setup,
+    pruned: Pruned,
+    document: dict[str, Any],
+    *,
+    file: tuple[Path, int, str] | None = None,
+    started: float,
+) -> dict[str, Any]:
+    """prune's document: the checkpoint's metadata ``document`` and the model measured, plus the
+    run's own facts (the structured equivalence check and limits, files, device, notes)."""
+    session = setup.session
+    blocks = measured_blocks(
+        session.model,
+        metadata=document,
+        input_size=session.input_spec.size,
+        exclude=request.exclude,
+        dense=pruned.dense,
+        file=file,
+    )
+    blocks["pruning"] = pruning_block(document, **pruned.report_extra)
+    return ordered(
+        "prune",
+        {
+            **blocks,
+            "model": document["model"],
+            "report_file": str(setup.report_path),
+            "run": run_block(str(session.device), time.perf_counter() - started),
+            "notes": setup.data.notes + pruned.notes,
+        },
+    )
+
+
+def _prepare(request: PruneRequest, device: torch.device, launch: Launch) -> Setup:
+    """Resolve method, model, outputs and data; every check that needs no scoring happens here."""
+    criterion = pruning_criterion(request.method, request.structured is not None)
+    schedule = schedule_for(criterion, request.sparsity, request.steps)
+    torch.manual_seed(request.seed)  # model initialisation is part of what --seed fixes
+    loaded = load(request.model)
+    check_exclude(loaded.model, request.exclude)
+    output, report_path = output_paths(request, loaded)
+    # Data-free criteria never open the dataset (it need not even exist).
+    data = request.data if criterion.needs_data else None
+    session = open_session(loaded, device=device, data=data, input_size=request.model.input_size)
+    calibration = calibration_data(
+        options=request.data,
+        dataset=session.dataset,
+        model_input=session.input_spec,
+        num_classes=session.num_classes,
+        device=device,
+        rank=launch.rank,
+        world_size=launch.world_size,
+    )
+    _check_enough_batches(calibration, criterion, launch.world_size)
+    return Setup(criterion, schedule, session, calibration, output, report_path)
+
+
+def output_paths(request: PruneRequest, loaded: LoadedModel) -> tuple[Path, Path]:
+    """Checkpoint and report paths, checked before any work is done."""
+    output = checkpoint_output(request.output, loaded, "pruned")
+    report = request.report or output.with_name(f"{output.stem}.report.json")
+    if report.resolve() == output.resolve():
+        raise UsageError("--report and -o/--output must be different files")
+    claim_outputs((output, report), force=request.force, inputs=(loaded.path,))
+    return output, report
+
+
+def _check_enough_batches(data: CalibrationData, criterion, world_size: int) -> None:
+    """Every rank needs at least one batch of each step, or it would sit idle in every all-reduce."""
+    if criterion.needs_data and data.n_batches < world_size:
+        raise UsageError(
+            f"{data.n_batches} calibration batches cannot be shared by {world_size} processes; "
+            f"pass --batches {world_size} or more (or launch fewer processes)"
+        )
