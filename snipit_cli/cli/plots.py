@@ -43,7 +43,7 @@ def plot_layers(doc: dict[str, Any], path: Path) -> None:
     ax.set_xticks(range(len(layers)), [r["name"] for r in layers], rotation=90, fontsize=6)
     ax.set_ylim(0, 1)
     ax.set_ylabel("kept output channels (fraction)" if slim else "weight sparsity")
-    ax.set_title(doc["source"])
+    ax.set_title(doc["model"]["source"])
     fig.tight_layout()
     _save(fig, plt, path)
 
@@ -57,11 +57,11 @@ def plot_compare(doc: dict[str, Any], path: Path) -> None:
     bs = next(iter(models[0]["latency"]["batch_sizes"]))
     xs = [m["latency"]["batch_sizes"][bs]["median_ms"] for m in models]
     with_acc = all(m["eval"] for m in models)
-    ys = [m["eval"]["top1"] if with_acc else m["totals"]["macs"] for m in models]
+    ys = [m["eval"]["top1"] if with_acc else m["macs"]["remaining"] for m in models]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(xs, ys)
     for x, y, m in zip(xs, ys, models, strict=True):
-        ax.annotate(m["source"], (x, y), fontsize=7)
+        ax.annotate(m["model"]["source"], (x, y), fontsize=7)
     ax.set_xlabel(f"median latency, batch {bs} (ms)")
     ax.set_ylabel("top-1 accuracy" if with_acc else "MACs")
     fig.tight_layout()
