@@ -83,7 +83,7 @@ def run_case(args: list[str], repeats: int, nproc: int) -> dict:
             for _ in range(repeats):
                 wall, report = launch(args, mode, nproc, tmp)
                 walls.append(wall)
-                inner.append(report["seconds"])
+                inner.append(report["run"]["seconds"])
             kept = Path(tmp) / f"{len(outputs)}.safetensors"
             os.replace(Path(tmp) / "out.safetensors", kept)
             outputs[mode] = kept
@@ -92,7 +92,7 @@ def run_case(args: list[str], repeats: int, nproc: int) -> dict:
                 "wall_min_s": min(walls),
                 "wall_max_s": max(walls),
                 "prune_median_s": statistics.median(inner),
-                "samples_per_rank": report["calibration"]["samples_per_rank"],
+                "samples_per_rank": report["pruning"]["calibration"]["samples_per_rank"],
             }
         for mode in modes:
             rows[mode]["mask_agreement_with_1x1"] = agreement(outputs[modes[0]], outputs[mode])

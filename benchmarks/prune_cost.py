@@ -45,8 +45,8 @@ def run_case(args: list[str], repeats: int) -> dict:
             proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, check=True)
             walls.append(time.perf_counter() - start)
             reports.append(json.loads(proc.stdout))
-    passes = reports[0]["calibration"]["passes"]
-    inner = [r["seconds"] for r in reports]
+    passes = reports[0]["pruning"]["calibration"]["passes"]
+    inner = [r["run"]["seconds"] for r in reports]
     return {
         "command": "snipit prune " + " ".join(args),
         "runs": repeats,
@@ -55,7 +55,7 @@ def run_case(args: list[str], repeats: int) -> dict:
         "wall_max_s": max(walls),
         "prune_median_s": statistics.median(inner),
         "passes": passes,
-        "batch_size": reports[0]["calibration"]["batch_size"],
+        "batch_size": reports[0]["pruning"]["calibration"]["batch_size"],
         "s_per_pass": statistics.median(inner) / passes if passes else None,
     }
 

@@ -102,14 +102,14 @@ def overhead(repeats: int) -> list[dict]:
                 start = time.perf_counter()
                 report = run_prune(request(spec, size, structured, Path(tmp) / "out.safetensors")).report
                 total = time.perf_counter() - start
-            bare = bare_passes(spec, size, report["calibration"]["scoring_rounds"])
+            bare = bare_passes(spec, size, report["pruning"]["calibration"]["scoring_rounds"])
             snipit_s.append(total), bare_s.append(bare), ratios.append(total / bare)
         rows.append(
             {
                 "model": spec,
                 "input": "x".join(map(str, size)),
                 "mode": "structured snap-it 0.5" if structured else "snip-it 0.9",
-                "passes": report["calibration"]["passes"],
+                "passes": report["pruning"]["calibration"]["passes"],
                 "snipit_s": spread(snipit_s),
                 "bare_s": spread(bare_s),
                 "ratio": spread(ratios),
@@ -195,12 +195,12 @@ def _slim_row(spec, size, sparsity, round_to, dense_lat, dense_macs, repeats) ->
         outcome = run_prune(req)
         prune_s = time.perf_counter() - start
     lat = measure_latency(outcome.model, size, batch_sizes=(1, 32), repeats=max(20, repeats))
-    macs = outcome.report["macs"]["pruned"]
+    macs = outcome.report["macs"]["remaining"]
     row = {
         "model": spec,
         "node_sparsity": sparsity,
         "round_to": round_to,
-        "achieved_nodes": outcome.report["nodes"]["sparsity"],
+        "achieved_nodes": outcome.report["sparsity"]["nodes"],
         "prune_s": prune_s,
         "macs_reduction": dense_macs / macs,
         "latency_ms": {b: lat["batch_sizes"][b] for b in ("1", "32")},
@@ -231,7 +231,7 @@ def peers(repeats: int) -> dict:
             start = time.perf_counter()
             outcome = run_prune(req)
             snipit_times.append(time.perf_counter() - start)
-            snipit_macs = outcome.report["macs"]["pruned"]
+            snipit_macs = outcome.report["macs"]["remaining"]
             snipit_model = outcome.model
     snipit_lat = measure_latency(snipit_model, size, batch_sizes=(1, 32), repeats=20)
     with tempfile.TemporaryDirectory() as tmp:
@@ -290,8 +290,8 @@ def peers(repeats: int) -> dict:
                 "latency_ms": snipit_lat["batch_sizes"],
             },
             "snipit_round8": {
-                "prune_s": spread([rounded.report["seconds"]]),
-                "macs": rounded.report["macs"]["pruned"],
+                "prune_s": spread([rounded.report["run"]["seconds"]]),
+                "macs": rounded.report["macs"]["remaining"],
                 "latency_ms": rounded_lat["batch_sizes"],
             },
             "metapruner_taylor": {

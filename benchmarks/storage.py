@@ -36,7 +36,7 @@ from snipit_cli.fileio import write_atomic
 from snipit_cli.models.checkpoint import checkpoint_writer, read_metadata
 from snipit_cli.models.storage import MASK_SUFFIX, VALUES_SUFFIX
 from snipit_cli.pruning.targets import prunable_weights
-from snipit_cli.workflows.prune import RUN_ONLY_KEYS, ModelOptions, PruneRequest, run_prune
+from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
 
 RESULTS = Path(__file__).parent / "results"
 MODEL = "timm:resnet18"
@@ -64,7 +64,7 @@ def prune_once(sparsity: float, folder: Path) -> tuple[torch.nn.Module, dict]:
             storage="dense",
         )
     )
-    document = {k: v for k, v in outcome.report.items() if k not in RUN_ONLY_KEYS}
+    document = read_metadata(folder / "pruned.safetensors")  # what the checkpoint stores
     return outcome.model, document
 
 

@@ -61,8 +61,8 @@ def run(spec: str, px: int, batches: int, batch_size: int, folder: Path) -> dict
         "nodes": report["nodes"],
         "params": {"dense": report["params"]["dense"], "slim": report["params"]["total"]},
         "macs": report["macs"],
-        "max_rel_diff": report["equivalence"]["max_rel_diff"],
-        "passes": report["calibration"]["passes"],
+        "max_rel_diff": report["pruning"]["equivalence"]["max_rel_diff"],
+        "passes": report["pruning"]["calibration"]["passes"],
     }
 
 
@@ -94,8 +94,8 @@ def main() -> None:
         n, p, m = r["nodes"], r["params"], r["macs"]
         lines.append(
             f"| {spec} | {n['dense']:,} → {n['remaining']:,} | {p['dense']:,} → {p['slim']:,} "
-            f"({p['slim'] / p['dense']:.2f}×) | {m['dense']:,} → {m['pruned']:,} "
-            f"({m['pruned'] / m['dense']:.2f}×) "
+            f"({p['slim'] / p['dense']:.2f}×) | {m['dense']:,} → {m['remaining']:,} "
+            f"({m['remaining'] / m['dense']:.2f}×) "
             f"| {r['max_rel_diff']:.1e} | {r['seconds']:.1f} |"
         )
     lines += ["", f"Command: `python benchmarks/structured_archs.py --px {ns.px} --batches {ns.batches} "
