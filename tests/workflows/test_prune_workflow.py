@@ -12,7 +12,7 @@ from snipit_cli.data.specs import DataSpec, parse_data_spec
 from snipit_cli.errors import UsageError
 from snipit_cli.layers import prunable_layers
 from snipit_cli.models.checkpoint import read_metadata
-from snipit_cli.workflows.prune import RUN_ONLY_KEYS, ModelOptions, PruneRequest, run_prune
+from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
 
 
 def _request(tmp_path: Path, spec: str, out: str, **changes) -> PruneRequest:
@@ -37,8 +37,14 @@ def test_saved_checkpoint_equals_pruned_model_and_metadata_equals_report(
     assert metadata.pop("format_version") == 2  # sparse storage: older snipits say "upgrade"
     assert metadata.pop("storage")["encoding"] == "bitmask-v1"
     report = json.loads((tmp_path / "p.report.json").read_text())
-    assert report == outcome.report and report["storage"] == "sparse"
-    assert metadata == {k: v for k, v in report.items() if k not in RUN_ONLY_KEYS}
+    assert report == outcome.report
+    assert report["storage"] == {"format": "sparse", "encoding": "bitmask-v1"}
+    # the stored record is the report's model, pruning record and sparsity goal
+    assert metadata.pop("model") == report["model"]
+    assert metadata.pop("snipit_version") == report["snipit_version"]
+    goal = metadata.pop("sparsity")
+    assert goal == {k: report["sparsity"][k] for k in ("target", "achieved", "of")}
+    assert metadata == report["pruning"]
 
 
 def test_pruning_a_pruned_checkpoint_counts_its_zeros(tmp_path, tiny_checkpoint, tiny_arch):
@@ -60,8 +66,8 @@ def test_data_free_methods_do_not_open_the_dataset(tmp_path, tiny_checkpoint, ti
             tmp_path, str(tiny_checkpoint), "m.safetensors", arch=tiny_arch, method="magnitude", data=missing
         )
     )
-    assert outcome.report["calibration"]["passes"] == 0
-    assert outcome.report["calibration"]["data"] is None
+    assert outcome.report["pruning"]["calibration"]["passes"] == 0
+    assert outcome.report["pruning"]["calibration"]["data"] is None
 
 
 def test_tied_weights_are_ranked_once(tmp_path):
