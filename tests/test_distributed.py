@@ -99,11 +99,11 @@ def test_two_gloo_ranks_prune_like_one_process(mnist_dir: Path) -> None:
     assert [line for line in two.stderr.splitlines() if line.startswith("step 7/7")] == [
         "step 7/7: sparsity 0.9500, kept 13,310 of 266,200"
     ]  # rank 0's progress only
-    calibration = report["calibration"]
+    calibration = report["pruning"]["calibration"]
     assert calibration["world_size"] == 2 and calibration["backend"] == "gloo"
     assert calibration["samples_per_rank"] == [7 * 2 * 16, 7 * 2 * 16]
-    assert sum(calibration["samples_per_rank"]) == json.loads(one.stdout)["calibration"]["samples_read"]
-    assert json.loads(one.stdout)["calibration"]["samples_per_rank"] == [7 * 4 * 16]
+    assert sum(calibration["samples_per_rank"]) == json.loads(one.stdout)["pruning"]["calibration"]["samples_read"]
+    assert json.loads(one.stdout)["pruning"]["calibration"]["samples_per_rank"] == [7 * 4 * 16]
 
     masks_one, masks_two = _masks(mnist_dir / "one.safetensors"), _masks(mnist_dir / "two.safetensors")
     total = sum(m.numel() for m in masks_one.values())

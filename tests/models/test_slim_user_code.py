@@ -44,7 +44,7 @@ def test_report_and_compare_of_a_slim_user_code_checkpoint_take_the_arch(cli, tm
 
     compared = cli("compare", "dense.pt", "slim.safetensors", "--arch", arch, *SIZE, "--json")
     assert compared.exit_code == 0, compared.stderr
-    params = [row["totals"]["total"] for row in json.loads(compared.stdout)["models"]]
+    params = [row["params"]["total"] for row in json.loads(compared.stdout)["models"]]
     slim = load_model(tmp_path / "slim.safetensors", arch=arch)
     assert params == [sum(p.numel() for p in m.parameters()) for m in (make(), slim)]
     assert params[1] < params[0]

@@ -123,7 +123,7 @@ def test_a_symlink_loop_in_an_image_folder_is_scanned_once(tmp_path):
         timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["calibration"]["samples"] == 3  # a/ok, b/ok, b/side/ok
+    assert json.loads(done.stdout)["pruning"]["calibration"]["samples"] == 3  # a/ok, b/ok, b/side/ok
 
     from snipit_cli.data.readers.folders import ImageFolderImages
 

@@ -77,7 +77,7 @@ def test_supported_dtypes_and_integer_buffers_load(cli, tmp_path, dtype):
     save_file(state, str(tmp_path / "h.safetensors"))
     result = cli("report", "h.safetensors", *ARCH, "--input-size", "3,8,8", "--json")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["totals"]["total"] == sum(
+    assert json.loads(result.stdout)["params"]["total"] == sum(
         v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k
     )
 

@@ -111,6 +111,6 @@ def test_the_most_steps_the_schedule_can_use_still_run(cli, tmp_path):
     torch.save(TinyCNN().state_dict(), tmp_path / "tiny.pt")
     result = cli(*TINY, "--steps", "38", "--sparsity", "0.9", "--json", "-q")
     assert result.exit_code == 0, result.stderr
-    schedule = json.loads(result.stdout)["schedule"]
+    schedule = json.loads(result.stdout)["pruning"]["schedule"]
     assert len(schedule) == 40 and schedule == sorted(set(schedule)) and schedule[-1] == 0.9
     assert schedule[-2] == 0.899999999999

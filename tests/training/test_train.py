@@ -49,7 +49,7 @@ def test_training_keeps_pruned_weights_exactly_zero(cli, mnist_root, optimizer):
         assert torch.equal(before[name], after[name]), name
     report = json.loads(result.stdout)
     assert report["sparsity"]["achieved"] == pytest.approx(0.9)
-    assert report["storage"] == "sparse" and "fc1.weight.__bitmask" in load_file("t.safetensors")
+    assert report["storage"]["format"] == "sparse" and "fc1.weight.__bitmask" in load_file("t.safetensors")
     assert report["training"]["epochs_done"] == 2
     assert report["training"]["history"][-1]["test_top1"] is not None
     # and the kept weights did train
@@ -73,7 +73,7 @@ def test_snip_it_while_training_reaches_the_exact_sparsity_at_the_scheduled_epoc
     zeros = sum(int(m.sum()) for m in zero_sets(Path("t.safetensors")).values())
     total = sum(m.numel() for m in zero_sets(Path("t.safetensors")).values())
     assert zeros == round(0.95 * total)
-    assert report["method"] == "snip-it" and report["sparsity"]["achieved"] == pytest.approx(0.95, abs=1e-6)
+    assert report["pruning"]["method"] == "snip-it" and report["sparsity"]["achieved"] == pytest.approx(0.95, abs=1e-6)
 
 
 def test_snap_it_while_training_shrinks_the_model_and_it_reloads(cli, mnist_root):
@@ -209,7 +209,8 @@ def test_prune_with_finetune_epochs_writes_the_finetuned_model(cli, mnist_root):
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["finetune"]["epochs_done"] == 2
+    assert report["training"]["epochs_done"] == 2
+    assert json.loads(Path("f.report.json").read_text()) == report  # the report file says so too
     meta = read_metadata(Path("f.safetensors"))
     assert meta["method"] == "snip-it" and meta["training"]["epochs_done"] == 2
     zeros = zero_sets(Path("f.safetensors"))
@@ -251,4 +252,4 @@ def test_a_finetuned_prune_checkpoint_resumes_with_snipit_train(cli, mnist_root)
     assert again.exit_code == 0, again.stderr
     training = json.loads(again.stdout)["training"]
     assert training["epochs_done"] == 2 and len(training["history"]) == 2
-    assert training["history"][0] == json.loads(first.stdout)["finetune"]["history"][0]
+    assert training["history"][0] == json.loads(first.stdout)["training"]["history"][0]

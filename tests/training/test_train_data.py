@@ -80,7 +80,7 @@ def test_prune_finetune_calibrating_on_train_evaluates_on_the_test_split(cli, ci
         "--batches", "1", "--finetune-epochs", "1", "-o", "f.safetensors", "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    finetune = json.loads(result.stdout)["finetune"]
+    finetune = json.loads(result.stdout)["training"]
     assert (finetune["data"]["train_samples"], finetune["data"]["test_samples"]) == (TRAIN, TEST)
     assert finetune["history"][0]["test_top1"] is not None
     assert read_metadata(Path("f.safetensors"))["training"]["epochs_done"] == 1
@@ -217,8 +217,8 @@ def test_prune_finetune_on_a_folder_without_splits_trains_unevaluated_and_says_s
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["finetune"]["data"]["test_samples"] == 0
-    assert report["finetune"]["history"][0]["test_top1"] is None
+    assert report["training"]["data"]["test_samples"] == 0
+    assert report["training"]["history"][0]["test_top1"] is None
     assert any(
         "not evaluated" in note and "would reuse the training images" in note for note in report["notes"]
     )
