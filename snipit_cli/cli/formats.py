@@ -13,6 +13,8 @@ from typing import Any
 from rich.table import Table
 
 Tables = list[tuple[str, list[str], list[list[str]]]]
+#: report/compare's --format choices: the renderers here, and the JSON document itself.
+FORMATS = ("table", "markdown", "csv", "json")
 LAYER_COLUMNS = ["name", "type", "shape", "dense_shape", "params", "nonzero", "sparsity", "macs"]
 
 

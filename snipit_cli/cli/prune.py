@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,27 +9,13 @@ import typer
 from rich.table import Table
 
 from snipit_cli.cli import options as opt
-from snipit_cli.cli.errors import error_boundary
 from snipit_cli.cli.output import Output
-from snipit_cli.cli.parsing import data_options, model_options
+from snipit_cli.cli.parsing import data_options, model_options, structured_options
 from snipit_cli.errors import UsageError
 from snipit_cli.parallel import launched
 from snipit_cli.training.optim import OptimizerOptions
 from snipit_cli.workflows.prune import PruneRequest, run_prune
-from snipit_cli.workflows.structured import StructuredOptions
 from snipit_cli.workflows.train import TrainRequest, finetune
-
-
-class Split(StrEnum):
-    train = "train"
-    test = "test"
-
-
-class Target(StrEnum):
-    nodes = "nodes"
-    params = "params"
-    macs = "macs"
-
 
 EXAMPLES = """
 Examples:
@@ -65,7 +50,7 @@ def prune(
         ),
     ] = False,
     target: Annotated[
-        Target | None,
+        opt.Target | None,
         typer.Option(
             help="With --structured: --sparsity counts nodes, params or MACs removed \\[default: nodes]."
         ),
@@ -122,8 +107,8 @@ def prune(
     data: opt.Data = "synthetic",
     data_root: opt.DataRoot = None,
     split: Annotated[
-        Split, typer.Option(help="Dataset split to calibrate on.", rich_help_panel="Data")
-    ] = Split.train,
+        opt.Split, typer.Option(help="Dataset split to calibrate on.", rich_help_panel="Data")
+    ] = opt.Split.train,
     download: opt.Download = False,
     batch_size: opt.BatchSize = 64,
     batches: opt.Batches = 5,
@@ -138,51 +123,66 @@ def prune(
     debug: opt.Debug = False,
 ) -> None:
     """Prune MODEL with SNIP-it (or another --method) and write a safetensors checkpoint + report."""
-    with error_boundary(debug):
-        out = Output(json_mode=json_, quiet=quiet, silent=launched().rank != 0)
-        request = PruneRequest(
-            model=model_options(model, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size),
-            data=data_options(
-                data, data_root, Split(split).value, download, batch_size, batches, seed, mean, std, workers
-            ),
-            method=method,
-            sparsity=sparsity,
-            steps=steps,
-            exclude=list(exclude or []),
+    out = Output(json_mode=json_, quiet=quiet, silent=launched().rank != 0)
+    request = PruneRequest(
+        model=model_options(
+            spec=model,
+            arch=arch,
+            arch_kwargs=arch_kwargs,
+            num_classes=num_classes,
+            pretrained=pretrained,
+            trust_pickle=trust_pickle,
+            input_size=input_size,
+        ),
+        data=data_options(
+            data=data,
+            data_root=data_root,
+            split=str(split),
+            download=download,
+            batch_size=batch_size,
+            batches=batches,
             seed=seed,
-            device=device,
-            output=output,
-            report=report,
-            force=force,
-            structured=structured_options(structured, target, min_keep, round_to),
-            allow_collapse=allow_collapse,
-            storage=storage.value if storage else None,
+            mean=mean,
+            std=std,
+            workers=workers,
+        ),
+        method=method,
+        sparsity=sparsity,
+        steps=steps,
+        exclude=list(exclude or []),
+        seed=seed,
+        device=device,
+        output=output,
+        report=report,
+        force=force,
+        structured=structured_options(structured, target, min_keep, round_to),
+        allow_collapse=allow_collapse,
+        storage=storage.value if storage else None,
+    )
+    if finetune_epochs < 0:
+        raise UsageError(f"--finetune-epochs must be 0 or more, got {finetune_epochs}")
+    if finetune_epochs and launched().distributed:
+        raise UsageError(
+            "--finetune-epochs runs in one process; under torchrun prune only, then run "
+            "`snipit train` without torchrun"
         )
-        if finetune_epochs < 0:
-            raise UsageError(f"--finetune-epochs must be 0 or more, got {finetune_epochs}")
-        if finetune_epochs and launched().distributed:
-            raise UsageError(
-                "--finetune-epochs runs in one process; under torchrun prune only, then run "
-                "`snipit train` without torchrun"
-            )
-        with out.pruning_progress() as progress:
-            outcome = run_prune(request, progress)
-        result = outcome.report
-        if finetune_epochs:
-            with out.training_progress() as progress:
-                tuning = _finetune_request(request, finetune_epochs, finetune_lr, Path(result["output"]))
-                tuned = finetune(outcome.model, result, tuning, progress)
-            result["finetune"] = tuned.report["training"] | {"params": tuned.report["params"]}
-            result["notes"] = result["notes"] + tuned.report["notes"]
-        for note in result["notes"]:
-            out.note(note)
-        out.table(summary_table(result))
-        sparsity = result["sparsity"]
-        out.result(
-            result,
-            f"wrote {result['output']} ({sparsity['achieved']:.4f} of {sparsity['of']} removed) "
-            f"and {result['report']}",
-        )
+    with out.pruning_progress() as progress:
+        outcome = run_prune(request, progress)
+    result = outcome.report
+    if finetune_epochs:
+        with out.training_progress() as progress:
+            tuning = _finetune_request(request, finetune_epochs, finetune_lr, Path(result["output"]))
+            tuned = finetune(outcome.model, result, tuning, progress)
+        result["finetune"] = tuned.report["training"] | {"params": tuned.report["params"]}
+        result["notes"] = result["notes"] + tuned.report["notes"]
+    out.notes(result)
+    out.table(summary_table(result))
+    sparsity = result["sparsity"]
+    out.result(
+        result,
+        f"wrote {result['output']} ({sparsity['achieved']:.4f} of {sparsity['of']} removed) "
+        f"and {result['report']}",
+    )
 
 
 def _finetune_request(request: PruneRequest, epochs: int, lr: float | None, output: Path) -> TrainRequest:
@@ -200,23 +200,6 @@ def _finetune_request(request: PruneRequest, epochs: int, lr: float | None, outp
         device=request.device,
         output=output,
         storage=request.storage,
-    )
-
-
-def structured_options(
-    structured: bool, target: Target | None, min_keep: float | None, round_to: int | None = None
-) -> StructuredOptions | None:
-    if not structured:
-        if target is not None or min_keep is not None or round_to is not None:
-            raise UsageError(
-                "--target, --min-keep and --round-to apply to --structured pruning; add --structured"
-            )
-        return None
-    defaults = StructuredOptions()
-    return StructuredOptions(
-        Target(target).value if target else defaults.target,
-        defaults.min_keep if min_keep is None else min_keep,
-        defaults.round_to if round_to is None else round_to,
     )
 
 
