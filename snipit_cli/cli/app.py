@@ -1,4 +1,4 @@
-"""The root ``snipit`` app: wires one module per command."""
+"""The root ``snipit`` app: wires one module per command and owns the one error boundary."""
 
 from __future__ import annotations
 
@@ -8,18 +8,57 @@ import warnings
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 import snipit_cli
 from snipit_cli.cli.convert import EXAMPLES as CONVERT_EXAMPLES
 from snipit_cli.cli.convert import convert
-from snipit_cli.cli.errors import BROKEN_PIPE, INTERRUPTED, Terminated, report_error, silence_stdout
+from snipit_cli.cli.errors import (
+    BROKEN_PIPE,
+    DEBUG,
+    INTERRUPTED,
+    Terminated,
+    error_boundary,
+    report_error,
+    silence_stdout,
+)
 from snipit_cli.cli.methods import methods
 from snipit_cli.cli.prune import EXAMPLES, prune
 from snipit_cli.cli.report import compare_cmd, report
 from snipit_cli.cli.train import EXAMPLES as TRAIN_EXAMPLES
 from snipit_cli.cli.train import train
 
+
+class Snipit(TyperGroup):
+    """The root command: every command, its option parsing and ``--config`` included, runs inside
+    the one error boundary, and click's usage errors (``--sparsity abc``, an unknown flag) print in
+    the same one-line format as snipit's errors instead of Typer's multi-line box. The console
+    script and the in-process test runner both come through here."""
+
+    def invoke(self, ctx: typer.Context):
+        with error_boundary(lambda: ctx.meta.get(DEBUG, False)):
+            return super().invoke(ctx)
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.TyperException as exc:  # click's usage errors, as Typer re-exports them
+            report_error(f"{exc.format_message()} (see snipit --help)")
+            code = getattr(exc, "exit_code", 2)
+        except BrokenPipeError:  # `snipit --help | head -1`: the reader left; so do we, quietly
+            silence_stdout()
+            code = BROKEN_PIPE
+        except typer.Abort:
+            sys.stderr.write("interrupted; no partial output was left behind\n")
+            code = INTERRUPTED
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
 app = typer.Typer(
+    cls=Snipit,
     name="snipit",
     help="Prune neural-network checkpoints with SNIP-it (arXiv 2006.00896).",
     no_args_is_help=True,
@@ -66,25 +105,12 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main() -> None:
-    """Console-script entry point.
+    """Console-script entry point: the process-wide settings, then the root app (which exits).
 
-    Click's own usage errors (``--sparsity abc``, an unknown flag) are printed in the same one-line
-    format as snipit's errors instead of Typer's multi-line box. A file size limit (``ulimit -f``)
-    makes a too-big write fail with EFBIG, which is reported, instead of killing the process with
-    SIGXFSZ and leaving its temp file behind.
+    A file size limit (``ulimit -f``) makes a too-big write fail with EFBIG, which is reported,
+    instead of killing the process with SIGXFSZ and leaving its temp file behind.
     """
     signal.signal(signal.SIGTERM, _terminated)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     warnings.showwarning = _warning_line
-    try:
-        code = app(prog_name="snipit", standalone_mode=False)
-    except typer.TyperException as exc:  # click's usage errors, as Typer re-exports them
-        report_error(f"{exc.format_message()} (see snipit --help)")
-        sys.exit(getattr(exc, "exit_code", 2))
-    except BrokenPipeError:  # `snipit --help | head -1`: the reader left; so do we, quietly
-        silence_stdout()
-        sys.exit(BROKEN_PIPE)
-    except typer.Abort:
-        sys.stderr.write("interrupted; no partial output was left behind\n")
-        sys.exit(INTERRUPTED)
-    sys.exit(code if isinstance(code, int) else 0)
+    app(prog_name="snipit")

@@ -11,7 +11,6 @@ from typing import Any
 
 import typer
 
-from snipit_cli.cli.errors import report_error
 from snipit_cli.errors import UsageError
 
 
@@ -48,13 +47,9 @@ def _config_keys(ctx: typer.Context) -> dict[str, str]:
 
 
 def config_callback(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
-    """Eager callback of ``--config``: merge the file into ``ctx.default_map``."""
+    """Eager callback of ``--config``: merge the file into ``ctx.default_map``. Its errors are
+    UsageErrors like any other: parsing runs inside the root app's error boundary."""
     if value is None:
         return None
-    try:
-        values = read_config(value, _config_keys(ctx))
-    except UsageError as exc:  # runs before the command's error boundary: report it the same way
-        report_error(str(exc))
-        raise typer.Exit(exc.exit_code) from None
-    ctx.default_map = {**(ctx.default_map or {}), **values}
+    ctx.default_map = {**(ctx.default_map or {}), **read_config(value, _config_keys(ctx))}
     return value

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from snipit_cli.cli import options as opt
-from snipit_cli.cli.errors import error_boundary
 from snipit_cli.cli.output import Output
 from snipit_cli.workflows.convert import ConvertRequest, run_convert
 
@@ -37,11 +36,10 @@ def convert(
     """Rewrite IN's tensors as --storage sparse or dense into OUT, keeping its snipit metadata;
     decoding is bit-identical, so OUT loads to the same model."""
     out = Output(json_mode=json_, quiet=quiet)
-    with error_boundary(debug):
-        result = run_convert(ConvertRequest(source, output, opt.StorageFormat(storage).value, force))
-        out.result(
-            result,
-            f"wrote {result['output']} ({result['encoding']}, {result['encoded_tensors']} of "
-            f"{result['tensors']} tensors encoded): {result['output_size']:,} bytes, "
-            f"{result['size_ratio']:.3f}x of {result['input']}",
-        )
+    result = run_convert(ConvertRequest(source, output, opt.StorageFormat(storage).value, force))
+    out.result(
+        result,
+        f"wrote {result['file']['path']} ({result['storage']['encoding']}, {result['encoded_tensors']} "
+        f"of {result['tensors']} tensors encoded): {result['file']['size']:,} bytes, "
+        f"{result['size_ratio']:.3f}x of {result['source_file']['path']}",
+    )

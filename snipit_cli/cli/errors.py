@@ -1,11 +1,15 @@
-"""The one error boundary: exception -> one line on stderr + exit code; traceback only with --debug."""
+"""The one error boundary: exception -> one line on stderr + exit code; traceback only with --debug.
+
+The root app (``cli/app.py``) enters it once around every command, its option parsing included;
+``--debug`` is each command's flag, remembered in the click context's shared ``meta`` as it is parsed.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -88,15 +92,29 @@ def _rank() -> int:
         return 0
 
 
+#: Key of ``--debug`` in the click context's ``meta`` (shared by the root and command contexts).
+DEBUG = "snipit.debug"
+
+
+def remember_debug(ctx: typer.Context, value: bool) -> bool:
+    """Callback of ``--debug``: tell the root's error boundary, which runs outside the command."""
+    ctx.meta[DEBUG] = value
+    return value
+
+
 @contextmanager
-def error_boundary(debug: bool) -> Iterator[None]:
-    """Run a command body; translate failures into a message and an exit code."""
+def error_boundary(debugging: Callable[[], bool]) -> Iterator[None]:
+    """Run a command (parsing and body); translate failures into a message and an exit code.
+
+    ``debugging`` is asked only when something failed: ``--debug`` is parsed inside the boundary.
+    Click's own exits and usage errors pass through to the root's ``main``.
+    """
     try:
         yield
-    except typer.Exit:
+    except (typer.Exit, typer.Abort, typer.TyperException):
         raise
     except SnipitError as exc:
-        if debug:
+        if debugging():
             raise
         prefix = _speaker(exc)
         if prefix is not None:
@@ -106,13 +124,13 @@ def error_boundary(debug: bool) -> Iterator[None]:
         silence_stdout()
         raise typer.Exit(BROKEN_PIPE) from None
     except KeyboardInterrupt as exc:
-        if debug:
+        if debugging():
             raise
         if _rank() == 0:
             sys.stderr.write("interrupted; no partial output was left behind\n")
         raise typer.Exit(getattr(exc, "exit_code", INTERRUPTED)) from None
     except OSError as exc:
-        if debug:
+        if debugging():
             raise
         message = os_error_message(exc)
         if message is None:
@@ -122,7 +140,7 @@ def error_boundary(debug: bool) -> Iterator[None]:
             report_error(prefix + message)
         raise typer.Exit(2) from None
     except Exception as exc:
-        if debug:
+        if debugging():
             raise
         _internal(exc)
 

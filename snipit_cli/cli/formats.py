@@ -13,6 +13,10 @@ from typing import Any
 from rich.table import Table
 
 Tables = list[tuple[str, list[str], list[list[str]]]]
+#: report/compare's --format choices: the renderers here, and the JSON document itself.
+FORMATS = ("table", "markdown", "csv", "json")
+#: The blocks of a report document shown as "metric | value" rows, in this order.
+SUMMARY_BLOCKS = ("params", "sparsity", "nodes", "macs", "file", "storage")
 LAYER_COLUMNS = ["name", "type", "shape", "dense_shape", "params", "nonzero", "sparsity", "macs"]
 
 
@@ -37,7 +41,8 @@ def report_tables(doc: dict[str, Any]) -> Tables:
     """Totals (plus eval and latency) and the per-layer table of one report document."""
     model = doc["model"]
     totals = [["input size", _input(model)]]
-    totals += [[key, _num(value)] for key, value in doc["totals"].items()]
+    for block in SUMMARY_BLOCKS:  # named as the JSON has them: params.total, macs.remaining, ...
+        totals += [[f"{block}.{key}", _num(value)] for key, value in (doc[block] or {}).items()]
     if doc["eval"]:
         totals += [[f"eval {k}", _num(v)] for k, v in doc["eval"].items()]
     if doc["latency"]:
@@ -51,13 +56,13 @@ def report_tables(doc: dict[str, Any]) -> Tables:
          str(r["nonzero"]), f"{r['sparsity']:.4f}", str(r["macs"])]
         for r in doc["layers"]
     ]  # fmt: skip
-    return [(f"{doc['source']}", ["metric", "value"], totals), ("layers", LAYER_COLUMNS, layers)]
+    return [(f"{model['source']}", ["metric", "value"], totals), ("layers", LAYER_COLUMNS, layers)]
 
 
 def compare_tables(doc: dict[str, Any]) -> Tables:
     """One row per metric, one column per model, ratios to the first model beside each."""
     models, ratios = doc["models"], doc["ratios"]
-    headers = ["metric", *(m["source"] for m in models)]
+    headers = ["metric", *(m["model"]["source"] for m in models)]
 
     def row(label: str, values: list[Any], ratio_key: str | None = None, word: str = "fewer") -> list[str]:
         cells = [label]
@@ -71,19 +76,19 @@ def compare_tables(doc: dict[str, Any]) -> Tables:
 
     rows = [
         ["input size", *(_input(m["model"]) for m in models)],
-        row("params", [m["totals"]["total"] for m in models], "params"),
-        row("nonzero", [m["totals"]["nonzero"] for m in models], "nonzero"),
-        row("weight sparsity", [m["totals"]["weight_sparsity"] for m in models]),
-        row("MACs", [m["totals"]["macs"] for m in models], "macs"),
-        row("file size (bytes)", [m["totals"]["file_size"] for m in models], "file_size"),
+        row("params", [m["params"]["total"] for m in models], "params"),
+        row("nonzero", [m["params"]["nonzero"] for m in models], "nonzero"),
+        row("weight sparsity", [m["sparsity"]["weights"] for m in models]),
+        row("MACs", [m["macs"]["remaining"] for m in models], "macs"),
+        row("file size (bytes)", [(m["file"] or {}).get("size") for m in models], "file_size"),
         row(
             "file bytes per parameter",
-            [m["totals"]["file_bytes_per_param"] for m in models],
-            "file_bytes_per_param",
+            [(m["file"] or {}).get("bytes_per_param") for m in models],
+            "bytes_per_param",
         ),
-        row("dense tensors (bytes)", [m["totals"]["dense_size"] for m in models]),
-        row("file / dense", [m["totals"]["file_to_dense"] for m in models]),
-        row("storage", [m["totals"]["storage"] for m in models]),
+        row("dense tensors (bytes)", [(m["file"] or {}).get("dense_size") for m in models]),
+        row("file / dense", [(m["file"] or {}).get("to_dense") for m in models]),
+        row("storage", [(m["storage"] or {}).get("encoding") for m in models]),
     ]
     if all(m["eval"] for m in models):
         rows.append(row("top-1", [m["eval"]["top1"] for m in models]))

@@ -7,31 +7,30 @@ from typing import Annotated
 import typer
 
 from snipit_cli.cli import options as opt
-from snipit_cli.cli.errors import error_boundary
 from snipit_cli.cli.output import Output
 from snipit_cli.criteria import list_criteria
+from snipit_cli.workflows.documents import ordered
 
 
 def methods(
     pattern: Annotated[str, typer.Argument(help="fnmatch filter on method names.")] = "*",
     json_: opt.Json = False,
+    quiet: opt.Quiet = False,
     debug: opt.Debug = False,
 ) -> None:
     """List the pruning methods (--method values) with one line each."""
-    out = Output(json_mode=json_)
-    with error_boundary(debug):
-        rows = [
-            {
-                "name": c.name,
-                "structured": c.level == "units",
-                "iterative": c.iterative,
-                "needs_data": c.needs_data,
-                "summary": c.summary,
-            }
-            for c in list_criteria(pattern)
-        ]
-        text = "\n".join(
-            f"{r['name']:<10} {'--structured' if r['structured'] else 'weights':<13} {r['summary']}"
-            for r in rows
-        )
-        out.result(rows, text)
+    out = Output(json_mode=json_, quiet=quiet)
+    rows = [
+        {
+            "name": c.name,
+            "structured": c.level == "units",
+            "iterative": c.iterative,
+            "needs_data": c.needs_data,
+            "summary": c.summary,
+        }
+        for c in list_criteria(pattern)
+    ]
+    text = "\n".join(
+        f"{r['name']:<10} {'--structured' if r['structured'] else 'weights':<13} {r['summary']}" for r in rows
+    )
+    out.result(ordered("methods", {"methods": rows}), text)

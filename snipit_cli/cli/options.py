@@ -1,24 +1,47 @@
-"""Option aliases shared by the commands (one definition, one help text)."""
+"""Option aliases and choices shared by the commands (one definition, one help text).
+
+The choices of a flag are built from the library's own declaration, so a value added there is
+a flag choice here, and the two cannot drift apart.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
 from snipit_cli.cli.config import config_callback
+from snipit_cli.cli.errors import remember_debug
+from snipit_cli.data.specs import SPLITS
+from snipit_cli.models.checkpoint import Storage as STORAGES
+from snipit_cli.pruning.structured.options import TARGETS
+from snipit_cli.training.optim import LR_SCHEDULES, OPTIMIZERS
 
-Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
+
+def choices(name: str, values: Iterable[str]) -> type[StrEnum]:
+    """A click choice list as the StrEnum Typer wants, one member per library value."""
+    return StrEnum(name, {value: value for value in values})
+
+
+Split = choices("Split", SPLITS)
+TestSplit = choices("TestSplit", (*SPLITS, "none"))
+Target = choices("Target", TARGETS)
+StorageFormat = choices("StorageFormat", get_args(STORAGES))
+Optimizer = choices("Optimizer", OPTIMIZERS)
+LrSchedule = choices("LrSchedule", LR_SCHEDULES)
+
+Debug = Annotated[
+    bool,
+    typer.Option("--debug", help="Show tracebacks instead of one-line errors.", callback=remember_debug),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, tables or notes on stderr.")]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No notes, progress, tables or warnings on stderr.")
+]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
-
-
-class StorageFormat(StrEnum):
-    sparse = "sparse"
-    dense = "dense"
 
 
 STORAGE_HELP = (

@@ -1,7 +1,9 @@
-"""One output object: results on stdout (human or JSON), progress and logs on stderr.
+"""One output object every command prints through: results on stdout (a human line, report's
+tables, markdown or CSV, or JSON), notes, progress and logs on stderr.
 
 Progress bars and tables appear only when stderr is a terminal and ``--quiet`` is off, so a
-pipeline never sees them; ``--json`` puts exactly one JSON document on stdout.
+pipeline never sees them; ``--json`` puts exactly one JSON document on stdout; ``--quiet`` leaves
+nothing on stderr but an error.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from snipit_cli.cli.formats import Tables, csv_text, markdown, rich_tables
 from snipit_cli.pruning.engine import NullProgress
 from snipit_cli.training.loop import NullEpochProgress
 
@@ -31,14 +34,18 @@ _UNBOUNDED_WIDTH = 1000
 
 
 class Output:
-    """Where a command's words go, by mode: ``json``, ``quiet`` and whether stderr is a terminal.
+    """Where a command's words go, by mode: ``format`` (``json`` with --json; report/compare's
+    --format), ``quiet`` and whether stderr is a terminal.
 
     Under ``torchrun`` only rank 0 speaks: the other ranks' Output is ``silent`` (no result, no
     notes, no progress), so N processes print one result, not N.
     """
 
-    def __init__(self, json_mode: bool = False, quiet: bool = False, silent: bool = False):
-        self.json_mode = json_mode
+    def __init__(
+        self, json_mode: bool = False, quiet: bool = False, silent: bool = False, format: str | None = None
+    ):
+        self.format = "json" if json_mode else (format or "table")
+        self.json_mode = self.format == "json"
         self.silent = silent
         self.quiet = quiet or silent
         self.err = Console(stderr=True)
@@ -51,32 +58,36 @@ class Output:
         if not self.quiet:
             sys.stderr.write(f"note: {message}\n")
 
+    def notes(self, document: dict[str, Any]) -> None:
+        """The ``notes`` of a command's result document, one ``note:`` line each."""
+        for message in document.get("notes", []):
+            self.note(message)
+
     def table(self, table: Table) -> None:
         """A human summary on stderr, only on a terminal."""
         if self.interactive:
             self.err.print(table)
 
-    def print_tables(self, tables: list[Table]) -> None:
-        """Human tables on stdout: they are the result of report/compare.
-
-        Redirected to a file or a pager, a table takes the width it needs instead of being cut
-        to 80 columns with ellipses (layer names must survive ``> report.txt``).
-        """
-        console = Console(soft_wrap=False)
-        if not console.is_terminal:
-            console = Console(soft_wrap=False, width=_UNBOUNDED_WIDTH)
-        for table in tables:
-            console.print(table)
-
     def result(self, document: Any, human: str) -> None:
         """The command's result on stdout: the JSON document, or a human line."""
-        if self.silent:
-            return
-        if self.json_mode:
-            sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        self._stdout(json.dumps(document, indent=2) + "\n" if self.json_mode else human + "\n")
+
+    def tables(self, document: dict[str, Any], tables: Tables) -> None:
+        """report/compare's result on stdout in its format: JSON, markdown, CSV or rich tables."""
+        if self.format == "table":
+            if not self.silent:
+                _print_tables(rich_tables(tables))
+        elif self.format == "markdown":
+            self._stdout(markdown(tables))
+        elif self.format == "csv":
+            self._stdout(csv_text(tables))
         else:
-            sys.stdout.write(human + "\n")
-        sys.stdout.flush()
+            self.result(document, "")
+
+    def _stdout(self, text: str) -> None:
+        if not self.silent:
+            sys.stdout.write(text)
+            sys.stdout.flush()
 
     @contextmanager
     def pruning_progress(self) -> Iterator[Any]:
@@ -110,6 +121,16 @@ class Output:
             yield progress
         finally:
             progress.close()
+
+
+def _print_tables(tables: list[Table]) -> None:
+    """Human tables on stdout. Redirected to a file or a pager, a table takes the width it needs
+    instead of being cut to 80 columns with ellipses (layer names must survive ``> report.txt``)."""
+    console = Console(soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(soft_wrap=False, width=_UNBOUNDED_WIDTH)
+    for table in tables:
+        console.print(table)
 
 
 class LinePruneProgress(NullProgress):

@@ -9,6 +9,7 @@ from snipit_cli.data.build import DataOptions
 from snipit_cli.data.specs import default_data_root, parse_data_spec
 from snipit_cli.errors import UsageError
 from snipit_cli.models.input_spec import Size
+from snipit_cli.pruning.structured.options import StructuredOptions
 from snipit_cli.workflows.session import ModelOptions
 
 
@@ -79,8 +80,10 @@ def check_num_classes(num_classes: int | None) -> int | None:
     return num_classes
 
 
-def model_options(spec, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size) -> ModelOptions:
-    """The model flags shared by prune and train, parsed."""
+def model_options(
+    *, spec, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size
+) -> ModelOptions:
+    """The model flags shared by prune, train, report and compare, parsed."""
     return ModelOptions(
         spec=spec,
         arch=arch,
@@ -93,9 +96,9 @@ def model_options(spec, arch, arch_kwargs, num_classes, pretrained, trust_pickle
 
 
 def data_options(
-    data, data_root, split, download, batch_size, batches, seed, mean, std, workers
+    *, data, data_root, split, download, batch_size, batches, seed, mean, std, workers
 ) -> DataOptions:
-    """The data flags shared by prune and train, parsed (``split`` as its string value)."""
+    """The data flags shared by prune, train, report and compare, parsed (``split`` as its string value)."""
     return DataOptions(
         spec=parse_data_spec(data),
         root=data_root or default_data_root(),
@@ -107,4 +110,22 @@ def data_options(
         mean=parse_floats(mean, "--mean") if mean else None,
         std=parse_floats(std, "--std", positive=True) if std else None,
         workers=workers,
+    )
+
+
+def structured_options(
+    structured: bool, target: str | None, min_keep: float | None, round_to: int | None
+) -> StructuredOptions | None:
+    """``--structured`` and its options (shared by prune and train); the options alone are refused."""
+    if not structured:
+        if target is not None or min_keep is not None or round_to is not None:
+            raise UsageError(
+                "--target, --min-keep and --round-to apply to --structured pruning; add --structured"
+            )
+        return None
+    defaults = StructuredOptions()
+    return StructuredOptions(
+        target=str(target) if target else defaults.target,  # a StrEnum member's str is its value
+        min_keep=defaults.min_keep if min_keep is None else min_keep,
+        round_to=defaults.round_to if round_to is None else round_to,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,25 +10,11 @@ import typer
 from rich.table import Table
 
 from snipit_cli.cli import options as opt
-from snipit_cli.cli.errors import error_boundary
 from snipit_cli.cli.output import Output
-from snipit_cli.cli.parsing import data_options, model_options
+from snipit_cli.cli.parsing import data_options, model_options, structured_options
 from snipit_cli.errors import UsageError
 from snipit_cli.parallel import launched
-from snipit_cli.pruning.structured.options import StructuredOptions
 from snipit_cli.workflows.prune import Finetune, PruneRequest, run_prune
-
-
-class Split(StrEnum):
-    train = "train"
-    test = "test"
-
-
-class Target(StrEnum):
-    nodes = "nodes"
-    params = "params"
-    macs = "macs"
-
 
 EXAMPLES = """
 Examples:
@@ -64,7 +49,7 @@ def prune(
         ),
     ] = False,
     target: Annotated[
-        Target | None,
+        opt.Target | None,
         typer.Option(
             help="With --structured: --sparsity counts nodes, params or MACs removed \\[default: nodes]."
         ),
@@ -121,8 +106,8 @@ def prune(
     data: opt.Data = "synthetic",
     data_root: opt.DataRoot = None,
     split: Annotated[
-        Split, typer.Option(help="Dataset split to calibrate on.", rich_help_panel="Data")
-    ] = Split.train,
+        opt.Split, typer.Option(help="Dataset split to calibrate on.", rich_help_panel="Data")
+    ] = opt.Split.train,
     download: opt.Download = False,
     batch_size: opt.BatchSize = 64,
     batches: opt.Batches = 5,
@@ -137,70 +122,69 @@ def prune(
     debug: opt.Debug = False,
 ) -> None:
     """Prune MODEL with SNIP-it (or another --method) and write a safetensors checkpoint + report."""
-    with error_boundary(debug):
-        out = Output(json_mode=json_, quiet=quiet, silent=launched().rank != 0)
-        request = PruneRequest(
-            model=model_options(model, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size),
-            data=data_options(
-                data, data_root, Split(split).value, download, batch_size, batches, seed, mean, std, workers
-            ),
-            method=method,
-            sparsity=sparsity,
-            steps=steps,
-            exclude=list(exclude or []),
+    out = Output(json_mode=json_, quiet=quiet, silent=launched().rank != 0)
+    request = PruneRequest(
+        model=model_options(
+            spec=model,
+            arch=arch,
+            arch_kwargs=arch_kwargs,
+            num_classes=num_classes,
+            pretrained=pretrained,
+            trust_pickle=trust_pickle,
+            input_size=input_size,
+        ),
+        data=data_options(
+            data=data,
+            data_root=data_root,
+            split=str(split),
+            download=download,
+            batch_size=batch_size,
+            batches=batches,
             seed=seed,
-            device=device,
-            output=output,
-            report=report,
-            force=force,
-            structured=structured_options(structured, target, min_keep, round_to),
-            allow_collapse=allow_collapse,
-            storage=storage.value if storage else None,
+            mean=mean,
+            std=std,
+            workers=workers,
+        ),
+        method=method,
+        sparsity=sparsity,
+        steps=steps,
+        exclude=list(exclude or []),
+        seed=seed,
+        device=device,
+        output=output,
+        report=report,
+        force=force,
+        structured=structured_options(structured, target, min_keep, round_to),
+        allow_collapse=allow_collapse,
+        storage=storage.value if storage else None,
+    )
+    if finetune_epochs < 0:
+        raise UsageError(f"--finetune-epochs must be 0 or more, got {finetune_epochs}")
+    if finetune_epochs and launched().distributed:
+        raise UsageError(
+            "--finetune-epochs runs in one process; under torchrun prune only, then run "
+            "`snipit train` without torchrun"
         )
-        if finetune_epochs < 0:
-            raise UsageError(f"--finetune-epochs must be 0 or more, got {finetune_epochs}")
-        if finetune_epochs and launched().distributed:
-            raise UsageError(
-                "--finetune-epochs runs in one process; under torchrun prune only, then run "
-                "`snipit train` without torchrun"
-            )
-        if finetune_epochs:
-            # fine-tuning on the calibration split; evaluated on the test split when that is other
-            # images (else unevaluated, with a note: a folder without split sub-folders, a missing split)
-            request = replace(request, finetune=Finetune(epochs=finetune_epochs, lr=finetune_lr))
-        with out.pruning_progress() as progress, out.training_progress() as epochs:
-            result = run_prune(request, progress, epochs).report
-        for note in result["notes"]:
-            out.note(note)
-        out.table(summary_table(result))
-        sparsity = result["sparsity"]
-        out.result(
-            result,
-            f"wrote {result['output']} ({sparsity['achieved']:.4f} of {sparsity['of']} removed) "
-            f"and {result['report']}",
-        )
-
-
-def structured_options(
-    structured: bool, target: Target | None, min_keep: float | None, round_to: int | None = None
-) -> StructuredOptions | None:
-    if not structured:
-        if target is not None or min_keep is not None or round_to is not None:
-            raise UsageError(
-                "--target, --min-keep and --round-to apply to --structured pruning; add --structured"
-            )
-        return None
-    defaults = StructuredOptions()
-    return StructuredOptions(
-        Target(target).value if target else defaults.target,
-        defaults.min_keep if min_keep is None else min_keep,
-        defaults.round_to if round_to is None else round_to,
+    if finetune_epochs:
+        # fine-tuning on the calibration split; evaluated on the test split when that is other
+        # images (else unevaluated, with a note: a folder without split sub-folders, a missing split)
+        request = replace(request, finetune=Finetune(epochs=finetune_epochs, lr=finetune_lr))
+    with out.pruning_progress() as progress, out.training_progress() as epochs:
+        result = run_prune(request, progress, epochs).report
+    out.notes(result)
+    out.table(summary_table(result))
+    sparsity = result["sparsity"]
+    out.result(
+        result,
+        f"wrote {result['file']['path']} ({sparsity['achieved']:.4f} of {sparsity['of']} removed) "
+        f"and {result['report_file']}",
     )
 
 
 def summary_table(report: dict[str, Any]) -> Table:
     """Per-layer sparsity (or dense -> slim shapes) and totals for the terminal."""
-    table = Table(title=f"{report['method']} on {report['model']['source']}", title_justify="left")
+    title = f"{report['pruning']['method']} on {report['model']['source']}"
+    table = Table(title=title, title_justify="left")
     for column in ("layer", "type", "shape", "params", "nonzero", "sparsity"):
         table.add_column(column, justify="right" if column in {"params", "nonzero", "sparsity"} else "left")
     for row in report["layers"]:
@@ -211,15 +195,13 @@ def summary_table(report: dict[str, Any]) -> Table:
         table.add_row(row["name"], row["type"], shape, f"{row['params']:,}", f"{row['nonzero']:,}", sparsity)
     params, sparsity = report["params"], report["sparsity"]
     table.add_section()
-    table.add_row(
-        "prunable total", "", "", f"{params['prunable']:,}", f"{params['prunable_nonzero']:,}",
-        f"{sparsity['achieved']:.4f} of {sparsity['of']}",
-    )  # fmt: skip
+    kept = f"{params['prunable_nonzero']:,}"
+    removed = f"{sparsity['achieved']:.4f} of {sparsity['of']}"
+    table.add_row("prunable total", "", "", f"{params['prunable']:,}", kept, removed)
     table.add_row("all parameters", "", "", f"{params['total']:,}", f"{params['nonzero']:,}", "")
-    if "nodes" in report:
-        nodes, macs = report["nodes"], report["macs"]
-        table.add_row(
-            "nodes", "", "", f"{nodes['dense']:,}", f"{nodes['remaining']:,}", f"{nodes['sparsity']:.4f}"
-        )
-        table.add_row("MACs", "", "", f"{macs['dense']:,}", f"{macs['pruned']:,}", f"{macs['removed']:.4f}")
+    nodes, macs = report["nodes"], report["macs"]
+    if nodes:
+        node_sparsity = f"{sparsity['nodes']:.4f}"
+        table.add_row("nodes", "", "", f"{nodes['dense']:,}", f"{nodes['remaining']:,}", node_sparsity)
+    table.add_row("MACs", "", "", f"{macs['dense']:,}", f"{macs['remaining']:,}", f"{macs['removed']:.4f}")
     return table

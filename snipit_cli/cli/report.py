@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from enum import StrEnum
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from snipit_cli.cli import options as opt
-from snipit_cli.cli.errors import error_boundary
-from snipit_cli.cli.formats import compare_tables, csv_text, markdown, report_tables, rich_tables
+from snipit_cli.cli.formats import FORMATS, compare_tables, report_tables
 from snipit_cli.cli.output import Output
 from snipit_cli.cli.parsing import data_options as parsed_data_options
 from snipit_cli.cli.parsing import model_options
@@ -22,15 +19,10 @@ from snipit_cli.errors import UsageError
 from snipit_cli.models.arch import LIBRARY_PREFIXES
 from snipit_cli.workflows.describe import DescribeRequest, LatencyOptions, compare, describe
 
-
-class Format(StrEnum):
-    table = "table"
-    markdown = "markdown"
-    csv = "csv"
-    json = "json"
-
-
-FormatOpt = Annotated[Format | None, typer.Option("--format", help="table (default), markdown, csv or json.")]
+Format = opt.choices("Format", FORMATS)
+FormatOpt = Annotated[
+    Format | None, typer.Option("--format", help="table (default), markdown, csv or json (= --json).")
+]
 Eval = Annotated[bool, typer.Option("--eval", help="Add top-1/top-5 accuracy and mean loss on --data.")]
 EvalBatches = Annotated[
     int | None, typer.Option(help="Evaluate on at most this many batches \\[default: all].")
@@ -50,10 +42,31 @@ PlotForce = Annotated[bool, typer.Option("--force", help="Replace an existing --
 
 
 def _request(
-    spec: str, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size, device,
-    data, data_root, split, download, batch_size, mean, std, workers,
-    eval_, eval_batches, latency, latency_batch, repeats, warmup,
-) -> DescribeRequest:  # fmt: skip
+    spec: str,
+    *,
+    arch,
+    arch_kwargs,
+    num_classes,
+    pretrained,
+    trust_pickle,
+    input_size,
+    device,
+    data,
+    data_root,
+    split,
+    download,
+    batch_size,
+    mean,
+    std,
+    workers,
+    eval_,
+    eval_batches,
+    latency,
+    latency_batch,
+    repeats,
+    warmup,
+) -> DescribeRequest:
+    """One model's DescribeRequest from the flags report and compare share."""
     if eval_batches is not None and eval_batches < 1:
         raise UsageError("--eval-batches must be at least 1")
     if repeats < 1 or warmup < 0:
@@ -62,12 +75,27 @@ def _request(
     if eval_:
         default = 10 if parse_data_spec(data).kind == "synthetic" else 10**9  # all of a real split
         data_options = parsed_data_options(
-            data, data_root, split, download, batch_size, eval_batches or default, 0, mean, std, workers
+            data=data,
+            data_root=data_root,
+            split=split,
+            download=download,
+            batch_size=batch_size,
+            batches=eval_batches or default,
+            seed=0,
+            mean=mean,
+            std=std,
+            workers=workers,
         )
     return DescribeRequest(
         # --pretrained names library weights; in compare it applies to the library models only.
         model=model_options(
-            spec, arch, arch_kwargs, num_classes, pretrained and _is_library(spec), trust_pickle, input_size
+            spec=spec,
+            arch=arch,
+            arch_kwargs=arch_kwargs,
+            num_classes=num_classes,
+            pretrained=pretrained and _is_library(spec),
+            trust_pickle=trust_pickle,
+            input_size=input_size,
         ),
         data=data_options,
         latency=LatencyOptions(latency_batch or [1, 32], repeats, warmup) if latency else None,
@@ -82,18 +110,6 @@ def _is_library(spec: str) -> bool:
 def _check_plot(plot: Path | None, force: bool, specs: list[str]) -> None:
     if plot is not None:
         check_plot_path(plot, force, tuple(Path(s) for s in specs if Path(s).is_file()))
-
-
-def _emit(out: Output, doc: dict[str, Any], tables, fmt: Format | None, json_: bool) -> None:
-    chosen = Format.json if json_ else (fmt or Format.table)
-    if chosen is Format.json:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    elif chosen is Format.markdown:
-        sys.stdout.write(markdown(tables))
-    elif chosen is Format.csv:
-        sys.stdout.write(csv_text(tables))
-    else:
-        out.print_tables(rich_tables(tables))
 
 
 def report(
@@ -121,24 +137,44 @@ def report(
     warmup: Warmup = 3,
     fmt: FormatOpt = None,
     json_: opt.Json = False,
+    quiet: opt.Quiet = False,
     plot: Plot = None,
     force: PlotForce = False,
     debug: opt.Debug = False,
 ) -> None:
     """Describe MODEL: per-layer shapes, params, sparsity and MACs, totals, file size;
     accuracy with --eval, measured latency with --latency."""
-    out = Output(json_mode=json_)
-    with error_boundary(debug):
-        request = _request(
-            model, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size, device, data,
-            data_root, split, download, batch_size, mean, std, workers, eval_, eval_batches, latency,
-            latency_batch, repeats, warmup,
-        )  # fmt: skip
-        _check_plot(plot, force, [model])
-        doc = describe(request)
-        if plot:
-            plot_layers(doc, plot)
-        _emit(out, doc, report_tables(doc), fmt, json_)
+    out = Output(json_mode=json_, quiet=quiet, format=fmt)
+    request = _request(
+        model,
+        arch=arch,
+        arch_kwargs=arch_kwargs,
+        num_classes=num_classes,
+        pretrained=pretrained,
+        trust_pickle=trust_pickle,
+        input_size=input_size,
+        device=device,
+        data=data,
+        data_root=data_root,
+        split=split,
+        download=download,
+        batch_size=batch_size,
+        mean=mean,
+        std=std,
+        workers=workers,
+        eval_=eval_,
+        eval_batches=eval_batches,
+        latency=latency,
+        latency_batch=latency_batch,
+        repeats=repeats,
+        warmup=warmup,
+    )
+    _check_plot(plot, force, [model])
+    doc = describe(request)
+    if plot:
+        plot_layers(doc, plot)
+    out.notes(doc)
+    out.tables(doc, report_tables(doc))
 
 
 def compare_cmd(
@@ -166,47 +202,46 @@ def compare_cmd(
     warmup: Warmup = 3,
     fmt: FormatOpt = None,
     json_: opt.Json = False,
+    quiet: opt.Quiet = False,
     plot: Plot = None,
     force: PlotForce = False,
     debug: opt.Debug = False,
 ) -> None:
     """Compare models side by side (the first is the baseline): params, MACs, file size,
     accuracy and latency, with ratios such as "3.9x fewer MACs, 2.7x faster"."""
-    out = Output(json_mode=json_)
-    with error_boundary(debug):
-        if len(models) < 2:
-            raise UsageError(
-                "compare needs at least two models, e.g. snipit compare timm:resnet18 slim.safetensors"
-            )
-        requests = [
-            _request(
-                m,
-                arch,
-                arch_kwargs,
-                num_classes,
-                pretrained,
-                trust_pickle,
-                input_size,
-                device,
-                data,
-                data_root,
-                split,
-                download,
-                batch_size,
-                mean,
-                std,
-                workers,
-                eval_,
-                eval_batches,
-                latency,
-                latency_batch,
-                repeats,
-                warmup,
-            )  # fmt: skip
-            for m in models
-        ]
-        _check_plot(plot, force, models)
-        doc = compare(requests)
-        if plot:
-            plot_compare(doc, plot)
-        _emit(out, doc, compare_tables(doc), fmt, json_)
+    out = Output(json_mode=json_, quiet=quiet, format=fmt)
+    if len(models) < 2:
+        raise UsageError(
+            "compare needs at least two models, e.g. snipit compare timm:resnet18 slim.safetensors"
+        )
+    request = partial(
+        _request,
+        arch=arch,
+        arch_kwargs=arch_kwargs,
+        num_classes=num_classes,
+        pretrained=pretrained,
+        trust_pickle=trust_pickle,
+        input_size=input_size,
+        device=device,
+        data=data,
+        data_root=data_root,
+        split=split,
+        download=download,
+        batch_size=batch_size,
+        mean=mean,
+        std=std,
+        workers=workers,
+        eval_=eval_,
+        eval_batches=eval_batches,
+        latency=latency,
+        latency_batch=latency_batch,
+        repeats=repeats,
+        warmup=warmup,
+    )
+    requests = [request(m) for m in models]
+    _check_plot(plot, force, models)
+    doc = compare(requests)
+    if plot:
+        plot_compare(doc, plot)
+    out.notes(doc)
+    out.tables(doc, compare_tables(doc))

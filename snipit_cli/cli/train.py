@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from snipit_cli.cli import options as opt
-from snipit_cli.cli.errors import error_boundary
 from snipit_cli.cli.output import Output
-from snipit_cli.cli.parsing import data_options, model_options
-from snipit_cli.cli.prune import Split, Target, structured_options
+from snipit_cli.cli.parsing import data_options, model_options, structured_options
 from snipit_cli.data.specs import parse_data_spec
 from snipit_cli.errors import UsageError
 from snipit_cli.parallel import launched
@@ -44,32 +41,16 @@ RESUMABLE = (
     "lr", "momentum", "weight_decay", "lr_schedule", "exclude",
 )  # fmt: skip
 PRUNE_PARAMS = (
-    "prune_method", "sparsity", "prune_delay", "prune_freq", "steps", "structured", "target", "min_keep",
-    "prune_batches", "allow_collapse",
+    "method", "sparsity", "prune_delay", "prune_freq", "steps", "structured", "target", "min_keep",
+    "round_to", "batches", "allow_collapse",
 )  # fmt: skip
-
-
-class Optimizer(StrEnum):
-    sgd = "sgd"
-    adamw = "adamw"
-
-
-class LrSchedule(StrEnum):
-    cosine = "cosine"
-    constant = "constant"
-
-
-class TestSplit(StrEnum):
-    train = "train"
-    test = "test"
-    none = "none"
 
 
 def train(
     ctx: typer.Context,
     model: opt.Model,
     epochs: Annotated[int, typer.Option(help="Epochs to train (the total, with --resume).", **_T)] = 10,
-    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.", **_T)] = Optimizer.sgd,
+    optimizer: Annotated[opt.Optimizer, typer.Option(help="Optimizer.", **_T)] = opt.Optimizer.sgd,
     lr: Annotated[
         float | None,
         typer.Option(help="Peak learning rate \\[default: 0.05 sgd, 0.001 adamw].", **_T),
@@ -80,17 +61,17 @@ def train(
         typer.Option(help="Weight decay (weights only, not norms or biases).", **_T),
     ] = 5e-4,
     lr_schedule: Annotated[
-        LrSchedule, typer.Option(help="Learning-rate schedule over all steps.", **_T)
-    ] = LrSchedule.cosine,
+        opt.LrSchedule, typer.Option(help="Learning-rate schedule over all steps.", **_T)
+    ] = opt.LrSchedule.cosine,
     batch_size: Annotated[int, typer.Option(help="Training batch size.", **_T)] = 128,
     test_split: Annotated[
-        TestSplit,
+        opt.TestSplit,
         typer.Option(
             help="Split evaluated after every epoch, of --test-data if given, else of --data (none: no "
             "evaluation); never the images trained on.",
             **_T,
         ),
-    ] = TestSplit.test,
+    ] = opt.TestSplit.test,
     test_data: Annotated[
         str | None,
         typer.Option(
@@ -117,11 +98,16 @@ def train(
             **_T,
         ),
     ] = 0,
-    prune_method: Annotated[
+    method: Annotated[
         str | None,
-        typer.Option(help="Prune while training with this method (see `snipit methods`).", **_P),
+        typer.Option(
+            "--method",
+            "--prune-method",
+            help="Prune while training with this method (see `snipit methods`).",
+            **_P,
+        ),
     ] = None,
-    sparsity: Annotated[float, typer.Option(help="With --prune-method: the final sparsity.", **_P)] = 0.9,
+    sparsity: Annotated[float, typer.Option(help="With --method: the final sparsity.", **_P)] = 0.9,
     prune_delay: Annotated[int, typer.Option(help="Epochs trained before the first pruning step.", **_P)] = 0,
     prune_freq: Annotated[
         int,
@@ -139,18 +125,25 @@ def train(
         typer.Option(help="Prune whole channels/neurons (SNAP-it), shrinking the model.", **_P),
     ] = False,
     target: Annotated[
-        Target | None,
+        opt.Target | None,
         typer.Option(help="With --structured: what --sparsity counts.", **_P),
     ] = None,
     min_keep: Annotated[
         float | None,
         typer.Option(help="With --structured: share of each group kept.", **_P),
     ] = None,
+    round_to: Annotated[
+        int | None,
+        typer.Option(help="With --structured: every channel group keeps a multiple of N channels.", **_P),
+    ] = None,
     allow_collapse: Annotated[
         bool, typer.Option(help="Let the ranking empty whole layers (unstructured).", **_P)
     ] = False,
-    prune_batches: Annotated[
-        int, typer.Option(help="Training batches scored at each pruning step.", **_P)
+    batches: Annotated[
+        int,
+        typer.Option(
+            "--batches", "--prune-batches", help="Training batches scored at each pruning step.", **_P
+        ),
     ] = 5,
     exclude: Annotated[
         list[str] | None,
@@ -179,8 +172,8 @@ def train(
     ] = None,
     data_root: opt.DataRoot = None,
     split: Annotated[
-        Split, typer.Option(help="Split to train on (an image folder's train/ sub-folder, if any).", **_D)
-    ] = Split.train,
+        opt.Split, typer.Option(help="Split to train on (an image folder's train/ sub-folder, if any).", **_D)
+    ] = opt.Split.train,
     download: opt.Download = False,
     mean: opt.Mean = None,
     std: opt.Std = None,
@@ -195,67 +188,71 @@ def train(
     """Train or fine-tune MODEL (dense, pruned or slim; pruned weights stay zero), optionally pruning it
     while it trains, and write a safetensors checkpoint."""
     out = Output(json_mode=json_, quiet=quiet)
-    with error_boundary(debug):
-        if launched().distributed:
-            raise UsageError(
-                "snipit train runs in one process (data-parallel training is not supported); launch it "
-                "without torchrun — only `snipit prune` scores data-parallel"
-            )
-        if data is None and not resume:
-            raise UsageError(
-                "snipit train needs a dataset: pass --data cifar10|cifar100|mnist|fashionmnist|"
-                "imagefolder:PATH"
-            )
-        request = TrainRequest(
-            model=model_options(model, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size),
-            data=data_options(
-                data or "synthetic",  # with --resume, replaced by the recorded data
-                data_root,
-                Split(split).value,
-                download,
-                batch_size,
-                prune_batches,
-                seed,
-                mean,
-                std,
-                workers,
-            ),
-            epochs=epochs,
-            optimizer=OptimizerOptions(
-                Optimizer(optimizer).value, lr, momentum, weight_decay, LrSchedule(lr_schedule).value
-            ),
-            test_split=None if TestSplit(test_split) is TestSplit.none else TestSplit(test_split).value,
-            holdout=holdout,
-            test_data=parse_data_spec(test_data) if test_data else None,
-            prune=_prune_options(
-                prune_method,
-                sparsity,
-                prune_delay,
-                prune_freq,
-                steps,
-                structured,
-                target,
-                min_keep,
-                prune_batches,
-                allow_collapse,
-            ),
-            exclude=list(exclude or []),
-            seed=seed,
-            device=device,
-            output=output,
-            force=force,
-            resume=resume,
-            checkpoint_every=checkpoint_every,
-            storage=storage.value if storage else None,
-            given=_given(ctx),
+    if launched().distributed:
+        raise UsageError(
+            "snipit train runs in one process (data-parallel training is not supported); launch it "
+            "without torchrun — only `snipit prune` scores data-parallel"
         )
-        with out.training_progress() as progress:
-            result = run_train(request, progress).report
-        for note in result["notes"]:
-            out.note(note)
-        last = result["training"]["history"][-1]
-        test = f", test top-1 {last['test_top1']:.4f}" if last["test_top1"] is not None else ""
-        out.result(result, f"wrote {result['output']} after {last['epoch']} epochs{test}")
+    if data is None and not resume:
+        raise UsageError(
+            "snipit train needs a dataset: pass --data cifar10|cifar100|mnist|fashionmnist|imagefolder:PATH"
+        )
+    request = TrainRequest(
+        model=model_options(
+            spec=model,
+            arch=arch,
+            arch_kwargs=arch_kwargs,
+            num_classes=num_classes,
+            pretrained=pretrained,
+            trust_pickle=trust_pickle,
+            input_size=input_size,
+        ),
+        data=data_options(
+            data=data or "synthetic",  # with --resume, replaced by the recorded data
+            data_root=data_root,
+            split=str(split),
+            download=download,
+            batch_size=batch_size,
+            batches=batches,
+            seed=seed,
+            mean=mean,
+            std=std,
+            workers=workers,
+        ),
+        epochs=epochs,
+        optimizer=OptimizerOptions(str(optimizer), lr, momentum, weight_decay, str(lr_schedule)),
+        test_split=None if test_split == "none" else str(test_split),
+        holdout=holdout,
+        test_data=parse_data_spec(test_data) if test_data else None,
+        prune=_prune_options(
+            method=method,
+            sparsity=sparsity,
+            delay=prune_delay,
+            freq=prune_freq,
+            steps=steps,
+            structured=structured,
+            target=target,
+            min_keep=min_keep,
+            round_to=round_to,
+            batches=batches,
+            allow_collapse=allow_collapse,
+        ),
+        exclude=list(exclude or []),
+        seed=seed,
+        device=device,
+        output=output,
+        force=force,
+        resume=resume,
+        checkpoint_every=checkpoint_every,
+        storage=storage.value if storage else None,
+        given=_given(ctx),
+    )
+    with out.training_progress() as progress:
+        result = run_train(request, progress).report
+    out.notes(result)
+    last = result["training"]["history"][-1]
+    test = f", test top-1 {last['test_top1']:.4f}" if last["test_top1"] is not None else ""
+    out.result(result, f"wrote {result['file']['path']} after {last['epoch']} epochs{test}")
 
 
 def _given(ctx: typer.Context) -> frozenset[str]:
@@ -270,13 +267,16 @@ def _given(ctx: typer.Context) -> frozenset[str]:
 
 
 def _prune_options(
-    method, sparsity, delay, freq, steps, structured, target, min_keep, batches, allow_collapse
-):
+    *, method, structured, target, min_keep, round_to, **schedule
+) -> PruneWhileTraining | None:
+    """Pruning while training: --method with its schedule and --structured options, or None; those
+    options without --method are refused."""
     if method is None:
-        if structured or target is not None or min_keep is not None:
-            raise UsageError("--structured, --target and --min-keep prune while training: add --prune-method")
+        if structured or target is not None or min_keep is not None or round_to is not None:
+            raise UsageError(
+                "--structured, --target, --min-keep and --round-to prune while training: add --method"
+            )
         return None
     return PruneWhileTraining(
-        method, sparsity, delay, freq, steps, structured_options(structured, target, min_keep), batches,
-        allow_collapse,
-    )  # fmt: skip
+        method=method, structured=structured_options(structured, target, min_keep, round_to), **schedule
+    )
