@@ -117,7 +117,7 @@ def sparsity_block(
         "target": recorded.get("target"),
         "achieved": recorded.get("achieved"),
         "of": recorded.get("of"),
-        "weights": 1 - params["prunable_nonzero"] / prunable if prunable else 0.0,
+        "weights": (prunable - params["prunable_nonzero"]) / prunable if prunable else 0.0,
         "nodes": nodes,
     }
 
