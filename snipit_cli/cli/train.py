@@ -26,7 +26,7 @@ Examples:
   snipit train pruned.safetensors --data cifar10 --epochs 30 -o finetuned.safetensors
 
   snipit train snipit:lenet5-caffe --data mnist --data-root ../shared/data/mnist --split test --holdout 0.2 \\
-      --epochs 20 --prune-method snip-it --sparsity 0.98 --prune-delay 2 --prune-freq 2
+      --epochs 20 --method snip-it --sparsity 0.98 --prune-delay 2 --prune-freq 2
 
   snipit train snipit:small-cnn --arch-kwargs '{"in_chans": 3}' --input-size 3,32,32 \\
       --data imagefolder:../shared/data/cifar10-train-jpg/train \\
