@@ -188,7 +188,7 @@ def test_cosine_schedule():
     [
         (("--data", "synthetic"), "needs a dataset"),
         ((*DATA, "--prune-method", "snip-it", "--prune-delay", "3", "--epochs", "4"), "past --epochs 4"),
-        ((*DATA, "--structured"), "add --prune-method"),
+        ((*DATA, "--structured"), "add --method"),
         ((*DATA, "--resume"), "--resume needs a checkpoint written by snipit train"),
         ((*DATA, "--optimizer", "adam"), "adam"),
         ((*DATA, "--epochs", "0"), "--epochs must be at least 1"),
