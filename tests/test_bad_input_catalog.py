@@ -511,7 +511,7 @@ def test_collapse_guard_keeps_every_layer_and_says_so(cli, tmp_path):
     guarded = cli("prune", "snipit:lenet300-100", "--method", "magnitude", "--sparsity", "0.995", "--json")
     assert guarded.exit_code == 0, guarded.stderr
     report = json.loads(guarded.stdout)
-    assert report["collapse"]["held"] == ["fc1"] and "--allow-collapse" in guarded.stderr
+    assert report["pruning"]["collapse"]["held"] == ["fc1"] and "--allow-collapse" in guarded.stderr
     fc1 = next(r for r in report["layers"] if r["name"] == "fc1")
     assert fc1["nonzero"] == 236  # ceil(0.001 * 235,200)
     free = cli(
@@ -538,7 +538,7 @@ def test_internal_failure_is_exit_1_with_one_line_and_debug_shows_the_traceback(
     def boom(*_args, **_kwargs):
         raise RuntimeError("something no one expected")
 
-    monkeypatch.setattr("snipit_cli.workflows.prune.layer_rows", boom)
+    monkeypatch.setattr("snipit_cli.workflows.documents.layer_rows", boom)
     result = cli(*TINY)
     assert result.exit_code == 1
     *steps, last = result.stderr.strip().splitlines()

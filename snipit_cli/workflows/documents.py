@@ -167,7 +167,9 @@ def storage_block(encoding: str | None) -> dict[str, str] | None:
     return {"format": "dense" if encoding == "dense" else "sparse", "encoding": encoding}
 
 
-def file_block(path: Path | str | None, size: int, params: int, dense_size: int) -> dict[str, Any] | None:
+def file_block(
+    path: Path | str | None, size: int | None, params: int, dense_size: int
+) -> dict[str, Any] | None:
     """The checkpoint file: its size, bytes per parameter, and against its tensors stored densely
     (sparse storage shows as ``to_dense`` well below 1)."""
     if path is None:
@@ -175,9 +177,9 @@ def file_block(path: Path | str | None, size: int, params: int, dense_size: int)
     return {
         "path": str(path),
         "size": size,
-        "bytes_per_param": size / params if params else None,
+        "bytes_per_param": size / params if size is not None and params else None,
         "dense_size": dense_size,
-        "to_dense": size / dense_size if dense_size else None,
+        "to_dense": size / dense_size if size is not None and dense_size else None,
     }
 
 
@@ -237,7 +239,8 @@ def measured_blocks(
     ``pruning``, ``sparsity``, ``params``, ``nodes``, ``macs``, ``layers``, ``storage``, ``file``.
 
     ``dense`` is the dense original of a slim model (for dense shapes, params and MACs);
-    ``file`` is (path, size in bytes, storage encoding) of the checkpoint, when there is one.
+    ``file`` is (path, size in bytes, storage encoding) of the checkpoint, when there is one (size
+    and encoding None when this process cannot see it: another rank's node).
     """
     rows = layer_rows(model, exclude, dense=dense)
     totals = param_totals(model, rows, dense=dense)
@@ -245,7 +248,7 @@ def measured_blocks(
     dense_macs = count_macs(dense, tuple(input_size), device) if dense is not None else macs[""]
     nodes = _nodes(metadata or {}, rows)
     recorded = (metadata or {}).get("nodes") or {}
-    path, size, encoding = file if file is not None else (None, 0, None)
+    path, size, encoding = file if file is not None else (None, None, None)
     return {
         "pruning": pruning_block(metadata),
         "sparsity": sparsity_block(metadata, totals, recorded.get("sparsity", node_sparsity(nodes))),

@@ -68,7 +68,7 @@ PRODUCTS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "l5.safetensors": (
         "snipit train snipit:lenet5-caffe --data mnist --data-root ../shared/data/mnist --split test "
-        "--holdout 0.2 --epochs 1 --prune-method snip-it --sparsity 0.98 --prune-freq 0 --steps 1 "
+        "--holdout 0.2 --epochs 1 --method snip-it --sparsity 0.98 --prune-freq 0 --steps 1 "
         "-o l5.safetensors",
         (),
     ),
@@ -110,7 +110,7 @@ JOURNEYS: dict[str, Journey] = {
         Journey("--batch-size 4 --steps 1"),
     # README: report and compare
     "snipit report slim.safetensors": Journey(needs=("slim.safetensors",)),
-    "snipit report pruned.safetensors --json | jq .totals.weight_sparsity": Journey(needs=("pruned.safetensors",)),
+    "snipit report pruned.safetensors --json | jq .sparsity": Journey(needs=("pruned.safetensors",)),
     "snipit report slim.safetensors --plot layers.png": Journey(needs=("slim.safetensors",)),
     "snipit compare timm:resnet18 slim.safetensors --latency --json":
         Journey(LATENCY, needs=("slim.safetensors",)),
@@ -121,14 +121,14 @@ JOURNEYS: dict[str, Journey] = {
     "snipit train pruned.safetensors --data cifar10 --epochs 30 -o finetuned.safetensors":
         Journey("--epochs 1", needs=("pruned.safetensors",)),
     "snipit train snipit:lenet5-caffe --data mnist --data-root ../shared/data/mnist --split test --holdout 0.2 "
-    "--epochs 20 --prune-method snip-it --sparsity 0.98 --prune-delay 2 --prune-freq 2 -o l5.safetensors":
+    "--epochs 20 --method snip-it --sparsity 0.98 --prune-delay 2 --prune-freq 2 -o l5.safetensors":
         Journey(L5),
-    "snipit train small.safetensors --prune-method snap-it --structured --sparsity 0.5 --data mnist --epochs 8":
-        Journey("--epochs 1 --prune-freq 0 --steps 1 --prune-batches 1 --batch-size 8", needs=("small.safetensors",)),
+    "snipit train small.safetensors --method snap-it --structured --sparsity 0.5 --data mnist --epochs 8":
+        Journey("--epochs 1 --prune-freq 0 --steps 1 --batches 1 --batch-size 8", needs=("small.safetensors",)),
     "snipit train l5.safetensors --resume --epochs 30 -o l5-30.safetensors":
         Journey("--epochs 2", needs=("l5.safetensors",)),
     "snipit train snipit:lenet5-caffe --data mnist --data-root ../shared/data/mnist --split test --holdout 0.2 "
-    "--epochs 20 --prune-method snip-it --sparsity 0.98 --prune-delay 2 --prune-freq 2":
+    "--epochs 20 --method snip-it --sparsity 0.98 --prune-delay 2 --prune-freq 2":
         Journey(L5),
     "snipit train snipit:small-cnn --arch-kwargs '{\"in_chans\": 3}' --input-size 3,32,32 --data imagefolder:../shared/data/cifar10-train-jpg/train --test-data imagefolder:../shared/data/cifar10-test-jpg/test --epochs 5 -o cifar-cnn.safetensors":
         Journey("--arch-kwargs '{\"in_chans\": 3, \"width\": 4}' --epochs 1 --batch-size 8"),

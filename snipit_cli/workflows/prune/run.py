@@ -84,10 +84,20 @@ def run_prune(
         # describe the model without its file.
         writers = {setup.output: write_checkpoint, setup.report_path: write_report}
         scored_together(sync, write_all_atomic if sync.rank == 0 else lambda _: None, writers)
-        report = written.get("report") or prune_report(request, setup, pruned, document, started=started)
+        report = written.get("report") or prune_report(
+            request, setup, pruned, document, file=_written_by_rank_0(setup.output), started=started
+        )
     if request.finetune is not None:
         report = finetune(request, report, document, model, device, finetune_progress)
     return PruneOutcome(model, report)
+
+
+def _written_by_rank_0(path: Path) -> tuple[Path, int | None, str | None]:
+    """The checkpoint as the other ranks see it: rank 0's file, when it is on a file system they
+    share; its path alone (size and encoding unknown) on another node."""
+    if not path.is_file():
+        return path, None, None
+    return path, path.stat().st_size, storage_of(read_metadata(path))
 
 
 def prune_report(
@@ -96,7 +106,7 @@ def prune_report(
     pruned: Pruned,
     document: dict[str, Any],
     *,
-    file: tuple[Path, int, str] | None = None,
+    file: tuple[Path, int | None, str | None] | None = None,
     started: float,
 ) -> dict[str, Any]:
     """prune's document: the checkpoint's metadata ``document`` and the model measured, plus the

@@ -1,4 +1,4 @@
-"""``snipit train --prune-method``: prune while training (the paper's Algorithm 1).
+"""``snipit train --method``: prune while training (the paper's Algorithm 1).
 
 Step i of the method's schedule runs at epoch ``delay + i * freq``, before that epoch trains, on
 calibration batches of the training data. The pruner owns its record (events done, layers the

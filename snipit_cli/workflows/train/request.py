@@ -20,7 +20,7 @@ from snipit_cli.workflows.session.training_data import TrainingDataOptions
 
 @dataclass
 class PruneWhileTraining:
-    """``--prune-method``: step k_i of the method's schedule at epochs D, D+F, D+2F, ...
+    """``train --method``: step k_i of the method's schedule at epochs D, D+F, D+2F, ...
 
     F = 0 runs every step at epoch D, back to back: with D = 0 that is pruning at initialisation.
     """

@@ -20,7 +20,7 @@ from snipit_cli.workflows.train.request import PruneWhileTraining, TrainRequest
 #: Options a resumed run must share with the recorded one: they decide what it trains on (and the
 #: optimizer state fits one optimizer). The other recorded options are defaults the user may override.
 FIXED_ON_RESUME = {"data": "--data", "split": "--split", "holdout": "--holdout", "seed": "--seed"}
-FIXED_ON_RESUME |= {"optimizer": "--optimizer", "prune": "--prune-method and its options"}
+FIXED_ON_RESUME |= {"optimizer": "--optimizer", "prune": "--method and its options"}
 FIXED_ON_RESUME |= {"exclude": "--exclude"}
 _DATA_KEYS = ("data", "split", "data_root", "batch_size", "holdout", "test_split", "test_data")
 

@@ -120,7 +120,7 @@ def _pruner(
     resumed: dict[str, Any] | None,
     metadata: dict[str, Any],
 ) -> Pruner | None:
-    """The pruner of --prune-method, carrying on from the record of a resumed run."""
+    """The pruner of train --method, carrying on from the record of a resumed run."""
     if request.prune is None:
         return None
     return Pruner(
