@@ -65,7 +65,7 @@ def test_round_to_keeps_multiples_of_n(cli):
                     "l1", "--sparsity", "0.4", "--round-to", "4", "--json"))  # fmt: skip
     convs = [row["shape"][0] for row in doc["layers"] if row["type"] == "Conv2d"]
     assert convs and all(width % 4 == 0 for width in convs) and convs != [8, 16, 32, 32]
-    assert doc["round_to"] == 4
+    assert doc["pruning"]["round_to"] == 4
 
 
 def test_train_optimizer_schedule_seed_and_normalisation_options(cli, mnist, tmp_path):
@@ -110,7 +110,7 @@ def test_prune_finetune_lr(cli, mnist):
     doc = _json(cli("prune", "snipit:lenet300-100", "--data", "mnist", "--data-root", mnist, "--batches", "1",
                     "--batch-size", "16", "--steps", "1", "--finetune-epochs", "1", "--finetune-lr", "0.01",
                     "-o", "f.safetensors", "--json"))  # fmt: skip
-    assert doc["finetune"]["optimizer"]["lr"] == 0.01 and doc["finetune"]["history"][0]["lr"] < 0.01
+    assert doc["training"]["optimizer"]["lr"] == 0.01 and doc["training"]["history"][0]["lr"] < 0.01
     assert read_metadata(Path("f.safetensors"))["training"]["optimizer"]["lr"] == 0.01
 
 
@@ -146,7 +146,7 @@ def test_compare_state_dicts_with_arch_kwargs_device_split_and_a_trusted_pickle(
     assert [m["eval"]["split"] for m in doc["models"]] == ["train", "train"]
     assert doc["models"][0]["eval"] == doc["models"][1]["eval"] and doc["models"][0]["eval"]["samples"] == 48
     trusted = _json(cli("compare", "sd.pt", "whole.pt", "--trust-pickle", *common, "--json"))
-    assert trusted["models"][1]["totals"]["total"] == trusted["models"][0]["totals"]["total"]
+    assert trusted["models"][1]["params"]["total"] == trusted["models"][0]["params"]["total"]
 
 
 def test_compare_debug_shows_the_traceback(tmp_path):

@@ -10,20 +10,27 @@ from conftest import folder_listing
 from snipit_cli import load_model
 from snipit_cli.layers import prunable_layers
 from snipit_cli.models.checkpoint import read_tensors
+from snipit_cli.workflows import documents
 
-REPORT_KEYS = {
+#: The prune document's top-level keys, in order (README "JSON documents"; documents.COMMANDS["prune"]).
+REPORT_KEYS = (
+    "schema_version",
     "snipit_version",
+    "command",
     "model",
-    "method",
-    "structured",
-    "schedule",
+    "pruning",
     "sparsity",
     "params",
+    "nodes",
+    "macs",
     "layers",
-    "calibration",
-    "output",
-    "seconds",
-}
+    "storage",
+    "file",
+    "report_file",
+    "training",
+    "run",
+    "notes",
+)
 FAST = ("--input-size", "3,8,8", "--batch-size", "4", "--batches", "2", "--steps", "2")
 
 
@@ -40,14 +47,17 @@ def test_json_matches_report_file_and_checkpoint_is_exact(cli, tiny_checkpoint, 
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc == json.loads((tmp_path / "out.report.json").read_text())
-    assert doc.keys() >= REPORT_KEYS
+    assert tuple(doc) == REPORT_KEYS == documents.COMMANDS["prune"]
+    assert {"method", "structured", "schedule", "calibration"} <= doc["pruning"].keys()
+    assert "path" in doc["file"] and "seconds" in doc["run"]
     assert {"source", "arch", "input_size"} <= doc["model"].keys()
     assert {"target", "achieved"} <= doc["sparsity"].keys()
     assert {"total", "prunable", "nonzero"} <= doc["params"].keys()
-    assert {"data", "batches", "batch_size", "samples"} <= doc["calibration"].keys()
+    assert {"data", "batches", "batch_size", "samples"} <= doc["pruning"]["calibration"].keys()
     assert {"name", "shape", "params", "nonzero", "sparsity"} <= doc["layers"][0].keys()
-    assert doc["schedule"] == pytest.approx([0.5, 0.65, 0.725, 0.8])
-    assert doc["calibration"] | {"passes": 8, "samples": 8} == doc["calibration"]
+    assert doc["pruning"]["schedule"] == pytest.approx([0.5, 0.65, 0.725, 0.8])
+    calibration = doc["pruning"]["calibration"]
+    assert calibration | {"passes": 8, "samples": 8} == calibration
 
     tensors = read_tensors(tmp_path / "out.safetensors")
     prunable = [tensors[f"{name}.weight"] for name in ("features.0", "features.3", "head")]
@@ -60,7 +70,10 @@ def test_json_matches_report_file_and_checkpoint_is_exact(cli, tiny_checkpoint, 
     assert result.stderr.splitlines() == [
         f"step {i}/4: sparsity {f:.4f}, kept {k:,} of {total:,}"
         for i, f, k in zip(
-            range(1, 5), doc["schedule"], [total - round(f * total) for f in doc["schedule"]], strict=True
+            range(1, 5),
+            doc["pruning"]["schedule"],
+            [total - round(f * total) for f in doc["pruning"]["schedule"]],
+            strict=True,
         )
     ]
 
@@ -105,8 +118,8 @@ def test_config_file_with_flag_override(cli, tiny_checkpoint, tiny_arch, tmp_pat
     result = cli("prune", "--config", config, "--sparsity", "0.7", "--json")
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["method"] == "snip" and doc["sparsity"]["target"] == 0.7
-    assert doc["exclude"] == ["head"] and doc["output"] == "from-config.safetensors"
+    assert doc["pruning"]["method"] == "snip" and doc["sparsity"]["target"] == 0.7
+    assert doc["pruning"]["exclude"] == ["head"] and doc["file"]["path"] == "from-config.safetensors"
     head = next(r for r in doc["layers"] if r["name"] == "head")
     assert head["sparsity"] == 0 and not head["prunable"]
 
@@ -125,7 +138,7 @@ def test_sample_configs_run_as_they_are(cli, recipe, tmp_path):
     result = cli("prune", "--config", recipe, "--json")
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert (tmp_path / doc["output"]).is_file()
+    assert (tmp_path / doc["file"]["path"]).is_file()
     assert doc["sparsity"]["achieved"] == pytest.approx(doc["sparsity"]["target"], abs=1e-6)
 
 
@@ -182,7 +195,7 @@ def test_pickled_module_refused_without_flag(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["model"]["arch"]["spec"] == "tiny_models:TinyCNN"  # the class pickle itself named
-    reloaded = load_model(doc["output"])  # so the pruned checkpoint reloads without pickle
+    reloaded = load_model(doc["file"]["path"])  # so the pruned checkpoint reloads without pickle
     assert _zeros(reloaded) == round(0.9 * doc["params"]["prunable"])
 
 
@@ -196,7 +209,7 @@ def test_debug_shows_the_traceback(cli):
 def test_methods_lists_the_registry(cli):
     result = cli("methods", "--json")
     assert result.exit_code == 0
-    names = [m["name"] for m in json.loads(result.stdout)]
+    names = [m["name"] for m in json.loads(result.stdout)["methods"]]
     assert {"snip-it", "snip", "magnitude", "random"} <= set(names)
     human = cli("methods").stdout
     assert "snip-it" in human and "Verdenius" in human
@@ -235,8 +248,9 @@ def test_image_folder_end_to_end_with_small_dataset_note(cli, tiny_arch, tmp_pat
     )
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["calibration"]["samples"] == 6 and doc["calibration"]["batches"] == 2
-    assert doc["calibration"]["data"] == f"imagefolder:{folder}"
+    calibration = doc["pruning"]["calibration"]
+    assert calibration["samples"] == 6 and calibration["batches"] == 2
+    assert calibration["data"] == f"imagefolder:{folder}"
     assert "only 6 samples" in result.stderr and "only 6 samples" in doc["notes"][0]
 
 
@@ -275,7 +289,7 @@ def test_config_keys_are_flag_names(cli, tiny_checkpoint, tiny_arch, tmp_path):
     )
     result = cli("prune", "--config", config)
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["calibration"]["batch_size"] == 2
+    assert json.loads(result.stdout)["pruning"]["calibration"]["batch_size"] == 2
 
 
 @pytest.mark.parametrize(

@@ -14,17 +14,18 @@ from snipit_cli.metrics.accuracy import evaluate
 from snipit_cli.metrics.macs import macs_by_module
 from snipit_cli.models.checkpoint import read_tensors
 
-REPORT_KEYS = {"snipit_version", "source", "model", "pruning", "totals", "layers", "eval", "latency"}
-TOTAL_KEYS = {
-    "total",
-    "nonzero",
-    "prunable",
-    "prunable_nonzero",
-    "weight_sparsity",
-    "node_sparsity",
-    "macs",
-    "file_size",
+REPORT_KEYS = {"snipit_version", "model", "pruning", "params", "sparsity", "macs", "file", "storage",
+               "layers", "eval", "latency"}  # fmt: skip
+#: What 0.1's ``source`` and ``totals`` held, at their schema-2 places (CHANGELOG).
+BLOCK_KEYS = {
+    "model": {"source"},
+    "params": {"total", "nonzero", "prunable", "prunable_nonzero"},
+    "sparsity": {"weights", "nodes"},
+    "macs": {"remaining"},
+    "file": {"size"},
 }
+#: The blocks 0.1's ``totals`` was made of.
+TOTALS_BLOCKS = ("params", "sparsity", "nodes", "macs", "file", "storage")
 SMALL = (
     "--input-size",
     "3,32,32",
@@ -71,21 +72,19 @@ def test_report_of_a_known_checkpoint_is_exact(cli, sparse_tiny):
     result = cli("report", sparse_tiny, "--json")
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc.keys() >= REPORT_KEYS and doc["totals"].keys() >= TOTAL_KEYS
+    assert doc.keys() >= REPORT_KEYS and all(doc[block].keys() >= keys for block, keys in BLOCK_KEYS.items())
     tensors = read_tensors(sparse_tiny)
     weights = [tensors[f"{n}.weight"] for n in ("features.0", "features.3", "head")]
     total, zeros = sum(w.numel() for w in weights), sum(int((w == 0).sum()) for w in weights)
-    assert doc["totals"]["prunable"] == total and doc["totals"]["prunable_nonzero"] == total - zeros
-    assert (
-        doc["totals"]["weight_sparsity"] == pytest.approx(zeros / total) == pytest.approx(0.7, abs=1 / total)
-    )
-    assert doc["totals"]["total"] == sum(
+    assert doc["params"]["prunable"] == total and doc["params"]["prunable_nonzero"] == total - zeros
+    assert doc["sparsity"]["weights"] == pytest.approx(zeros / total) == pytest.approx(0.7, abs=1 / total)
+    assert doc["params"]["total"] == sum(
         t.numel() for k, t in tensors.items() if "running" not in k and "num_batches" not in k
     )
-    assert doc["totals"]["file_size"] == sparse_tiny.stat().st_size
-    assert doc["pruning"]["method"] == "snip-it" and doc["totals"]["node_sparsity"] is None
+    assert doc["file"]["size"] == sparse_tiny.stat().st_size
+    assert doc["pruning"]["method"] == "snip-it" and doc["sparsity"]["nodes"] is None
     # MACs: 4x3x9 taps at 8x8 + 8x4x9 at 8x8 + 8x5 (the tiny CNN keeps its 8x8 maps)
-    assert doc["totals"]["macs"] == 4 * 3 * 9 * 64 + 8 * 4 * 9 * 64 + 8 * 5
+    assert doc["macs"]["remaining"] == 4 * 3 * 9 * 64 + 8 * 4 * 9 * 64 + 8 * 5
     assert [r["macs"] for r in doc["layers"]] == [4 * 3 * 9 * 64, 8 * 4 * 9 * 64, 8 * 5]
 
 
@@ -121,10 +120,10 @@ def test_compare_ratios_match_the_individual_reports(cli, slim_resnet):
     doc = json.loads(result.stdout)
     dense, slim = doc["models"]
     single = json.loads(cli("report", slim_resnet, "--json").stdout)
-    assert slim["totals"] == single["totals"]
+    assert {b: slim[b] for b in TOTALS_BLOCKS} == {b: single[b] for b in TOTALS_BLOCKS}
     ratio = doc["ratios"][1]
-    assert ratio["params"] == dense["totals"]["total"] / slim["totals"]["total"] > 1
-    assert ratio["macs"] == dense["totals"]["macs"] / slim["totals"]["macs"] > 1
+    assert ratio["params"] == dense["params"]["total"] / slim["params"]["total"] > 1
+    assert ratio["macs"] == dense["macs"]["remaining"] / slim["macs"]["remaining"] > 1
     t_dense, t_slim = dense["latency"]["batch_sizes"]["2"], slim["latency"]["batch_sizes"]["2"]
     assert ratio["speedup"]["2"] == t_dense["median_ms"] / t_slim["median_ms"]
     assert dense["latency"]["threads"] == torch.get_num_threads() and dense["latency"]["repeats"] == 3

@@ -42,8 +42,8 @@ def resnet(tmp_path_factory) -> Path:
 def test_prune_writes_sparse_by_default_at_most_a_fifth_of_dense(resnet):
     sparse, dense = resnet / "s.safetensors", resnet / "d.safetensors"
     assert sparse.stat().st_size <= 0.2 * dense.stat().st_size
-    assert json.loads((resnet / "s.report.json").read_text())["storage"] == "sparse"
-    assert json.loads((resnet / "d.report.json").read_text())["storage"] == "dense"
+    assert json.loads((resnet / "s.report.json").read_text())["storage"]["format"] == "sparse"
+    assert json.loads((resnet / "d.report.json").read_text())["storage"]["format"] == "dense"
     raw = load_file(sparse)
     assert "layer4.1.conv2.weight.__bitmask" in raw and "layer4.1.conv2.weight" not in raw
     assert read_metadata(sparse)["storage"]["encoding"] == "bitmask-v1"
@@ -74,9 +74,9 @@ def test_convert_both_ways_gives_the_files_prune_writes(resnet, tmp_path):
 def test_convert_reports_what_it_wrote(resnet, tmp_path):
     out = tmp_path / "s.safetensors"
     doc = json.loads(run("convert", resnet / "d.safetensors", out, "--storage", "sparse", "--json").stdout)
-    assert doc["output_size"] == out.stat().st_size
+    assert doc["file"]["size"] == out.stat().st_size
     assert doc["size_ratio"] == out.stat().st_size / (resnet / "d.safetensors").stat().st_size
-    assert doc["encoding"] == "bitmask-v1" and 0 < doc["encoded_tensors"] < doc["tensors"]
+    assert doc["storage"]["encoding"] == "bitmask-v1" and 0 < doc["encoded_tensors"] < doc["tensors"]
 
 
 def test_convert_of_a_plain_file_keeps_it_plain(tmp_path):
@@ -92,22 +92,23 @@ def test_convert_of_a_plain_file_keeps_it_plain(tmp_path):
 def test_report_and_compare_show_bytes_per_parameter_and_the_dense_ratio(resnet):
     sparse, dense = resnet / "s.safetensors", resnet / "d.safetensors"
     size, dense_file = sparse.stat().st_size, dense.stat().st_size
-    totals = json.loads(run("report", sparse, "--json").stdout)["totals"]
+    doc = json.loads(run("report", sparse, "--json").stdout)
+    file, params = doc["file"], doc["params"]
     state = load_model(dense).state_dict()
-    assert totals["file_size"] == size and totals["storage"] == "bitmask-v1"
-    assert totals["file_bytes_per_param"] == size / totals["total"]
-    assert totals["dense_size"] == sum(t.numel() * t.element_size() for t in state.values())
-    assert totals["file_to_dense"] == size / totals["dense_size"] <= 0.2
+    assert file["size"] == size and doc["storage"]["encoding"] == "bitmask-v1"
+    assert file["bytes_per_param"] == size / params["total"]
+    assert file["dense_size"] == sum(t.numel() * t.element_size() for t in state.values())
+    assert file["to_dense"] == size / file["dense_size"] <= 0.2
     rows = list(csv.reader(io.StringIO(run("compare", dense, sparse, "--format", "csv").stdout)))
     by_metric = {r[0]: r[1:] for r in rows[1:]}
-    per_param = f"{size / totals['total']:.4f} ({dense_file / size:.2f}x fewer)"
+    per_param = f"{size / params['total']:.4f} ({dense_file / size:.2f}x fewer)"
     assert by_metric["file bytes per parameter"][1] == per_param
     assert by_metric["file / dense"] == [
-        f"{dense_file / totals['dense_size']:.4f}",
-        f"{totals['file_to_dense']:.4f}",
+        f"{dense_file / file['dense_size']:.4f}",
+        f"{file['to_dense']:.4f}",
     ]
     assert by_metric["storage"] == ["dense", "bitmask-v1"]
-    assert "| file_to_dense |" in run("report", sparse, "--format", "markdown").stdout
+    assert "| file.to_dense |" in run("report", sparse, "--format", "markdown").stdout
 
 
 def test_a_sparse_checkpoint_prunes_again(resnet, tmp_path):

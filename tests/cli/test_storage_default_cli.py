@@ -34,7 +34,7 @@ def test_structured_output_is_dense_although_the_model_holds_exact_zeros(cli, tm
             "--steps", "1", "-o", "s.safetensors", "--json")  # fmt: skip
     result = cli("prune", *args)
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["storage"] == "dense"
+    assert json.loads(result.stdout)["storage"]["format"] == "dense"
     stored = load_file(tmp_path / "s.safetensors")
     assert sorted(stored) == ["net.1.bias", "net.1.weight", "net.3.bias", "net.3.weight"]
     assert stored["net.1.weight"].shape == (64, 16) and not stored["net.1.weight"][:, 0].any()
@@ -47,11 +47,11 @@ def test_unstructured_output_is_sparse_and_explicit_storage_wins(cli, tmp_path):
             "--steps", "1", "--json")  # fmt: skip
     sparse = cli("prune", *args, "-o", "u.safetensors")
     assert sparse.exit_code == 0, sparse.stderr
-    assert json.loads(sparse.stdout)["storage"] == "sparse"
+    assert json.loads(sparse.stdout)["storage"]["format"] == "sparse"
     assert "net.1.weight.__bitmask" in load_file(tmp_path / "u.safetensors")
     structured = cli("prune", *args, "--structured", "--storage", "sparse", "-o", "s.safetensors")
     assert structured.exit_code == 0, structured.stderr
-    assert json.loads(structured.stdout)["storage"] == "sparse"
+    assert json.loads(structured.stdout)["storage"]["format"] == "sparse"
 
 
 @pytest.mark.parametrize(("pruned", "storage"), [(0.0, "dense"), (0.5, "sparse")])
@@ -69,5 +69,5 @@ def test_train_stores_sparse_only_a_model_with_pruned_weights(cli, tmp_path, pru
                  "--data-root", "mnist-root", "--split", "test", "--holdout", "0.25", "--test-split", "none",
                  "--batch-size", "32", "--epochs", "1", "-o", "t.safetensors", "--json")  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["storage"] == storage
+    assert json.loads(result.stdout)["storage"]["format"] == storage
     assert ("fc1.weight.__bitmask" in load_file(tmp_path / "t.safetensors")) == (storage == "sparse")

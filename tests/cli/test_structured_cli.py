@@ -30,15 +30,21 @@ def test_structured_resnet18_json_report(cli, tmp_path):
     )
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["structured"] is True and doc["method"] == "snap-it"
-    assert {"nodes", "macs", "params", "layers", "equivalence", "limits"} <= doc.keys()
-    assert {"dense", "remaining", "sparsity"} <= doc["nodes"].keys()
-    assert {"dense", "pruned"} <= doc["macs"].keys()
+    assert doc["pruning"]["structured"] is True and doc["pruning"]["method"] == "snap-it"
+    assert {"nodes", "macs", "params", "layers"} <= doc.keys()
+    assert {"equivalence", "limits"} <= doc["pruning"].keys()
+    assert {"dense", "remaining"} <= doc["nodes"].keys() and isinstance(doc["sparsity"]["nodes"], float)
+    assert {"dense", "remaining"} <= doc["macs"].keys()
     assert doc["params"]["total"] < doc["params"]["dense"]
-    assert doc["sparsity"] == {"target": 0.5, "achieved": 0.5, "of": "nodes"}
+    assert doc["sparsity"].keys() == {"target", "achieved", "of", "weights", "nodes"}
+    assert {k: doc["sparsity"][k] for k in ("target", "achieved", "of")} == {
+        "target": 0.5,
+        "achieved": 0.5,
+        "of": "nodes",
+    }
     assert any(row["shape"] != row["dense_shape"] for row in doc["layers"])
     assert "slim" not in doc  # the replay record lives in the checkpoint only
-    assert doc["storage"] == "dense"  # a slim model has no zeros to encode
+    assert doc["storage"] == {"format": "dense", "encoding": "dense"}  # a slim model has no zeros to encode
     assert "conv1.weight" in load_file(tmp_path / "s.safetensors")  # plain safetensors
     model = load_model(tmp_path / "s.safetensors")
     assert sum(p.numel() for p in model.parameters()) == doc["params"]["total"]
@@ -60,7 +66,7 @@ def test_other_unit_methods(cli, method):
     )
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["method"] == method and doc["nodes"]["sparsity"] == pytest.approx(
+    assert doc["pruning"]["method"] == method and doc["sparsity"]["nodes"] == pytest.approx(
         0.3, abs=1 / doc["nodes"]["dense"]
     )
 
@@ -125,13 +131,14 @@ def test_a_hard_coded_view_keeps_its_group_dense_and_the_run_goes_on(cli, tmp_pa
     result = cli("prune", *args)
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    (kept,) = doc["limits"]["kept_groups"]
+    (kept,) = doc["pruning"]["limits"]["kept_groups"]
     assert kept.startswith(
         "conv2 (without one of its units, the forward fails: RuntimeError: shape '[-1, 800]'"
     )
     assert f"note: kept whole: {kept}" in result.stderr
-    assert doc["nodes"] == {"dense": 20 + 500, "remaining": 260, "sparsity": 0.5}  # conv2's 50 not counted
-    assert doc["equivalence"]["max_rel_diff"] <= 1e-4
+    assert doc["nodes"] == {"dense": 20 + 500, "remaining": 260}  # conv2's 50 not counted
+    assert doc["sparsity"]["nodes"] == 0.5
+    assert doc["pruning"]["equivalence"]["max_rel_diff"] <= 1e-4
     slim = load_model(tmp_path / "l5.safetensors", arch=str(tmp_path / "lenet5.py:LeNet5"))
     assert slim.conv2.out_channels == 50 and slim.fc1.in_features == 800
     assert slim.conv1.out_channels + slim.fc1.out_features == 260
@@ -163,9 +170,9 @@ def test_uncaught_coupling_is_kept_dense_and_named(cli, tmp_path, monkeypatch):
     result = cli("prune", *args)
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    (kept,) = doc["limits"]["kept_groups"]
+    (kept,) = doc["pruning"]["limits"]["kept_groups"]
     assert kept.startswith("b (without one of its units, the output changes (relative difference ")
-    assert doc["nodes"] == {"dense": 8, "remaining": 4, "sparsity": 0.5}
+    assert doc["nodes"] == {"dense": 8, "remaining": 4} and doc["sparsity"]["nodes"] == 0.5
     slim = load_model(tmp_path / "flip-pruned.safetensors")
     assert (slim.a.out_channels, slim.b.out_channels, slim.hidden.out_features) == (6, 6, 4)
 
@@ -225,6 +232,6 @@ def test_min_keep_that_blocks_the_target_is_reported(cli):
     result = cli("prune", "timm:resnet18", *args)
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["nodes"]["sparsity"] <= 0.5 and doc["limits"]["at_min_keep"]
+    assert doc["sparsity"]["nodes"] <= 0.5 and doc["pruning"]["limits"]["at_min_keep"]
     assert doc["notes"][0].startswith("reached ") and "short of 0.9" in doc["notes"][0]
     assert "note: reached" in result.stderr
