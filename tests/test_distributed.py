@@ -102,7 +102,10 @@ def test_two_gloo_ranks_prune_like_one_process(mnist_dir: Path) -> None:
     calibration = report["pruning"]["calibration"]
     assert calibration["world_size"] == 2 and calibration["backend"] == "gloo"
     assert calibration["samples_per_rank"] == [7 * 2 * 16, 7 * 2 * 16]
-    assert sum(calibration["samples_per_rank"]) == json.loads(one.stdout)["pruning"]["calibration"]["samples_read"]
+    assert (
+        sum(calibration["samples_per_rank"])
+        == json.loads(one.stdout)["pruning"]["calibration"]["samples_read"]
+    )
     assert json.loads(one.stdout)["pruning"]["calibration"]["samples_per_rank"] == [7 * 4 * 16]
 
     masks_one, masks_two = _masks(mnist_dir / "one.safetensors"), _masks(mnist_dir / "two.safetensors")

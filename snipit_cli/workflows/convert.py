@@ -51,7 +51,7 @@ def run_convert(request: ConvertRequest) -> dict[str, Any]:
         {
             "source_file": source_file_block(source),
             "file": file_block(output, output.stat().st_size, params, dense_nbytes(tensors)),
-            "storage": storage_block(encoding),
+            "storage": storage_block(encoding, request.storage),
             "tensors": len(tensors),
             "encoded_tensors": len(stored.get("tensors", {})),
             "size_ratio": output.stat().st_size / source.stat().st_size,

@@ -159,12 +159,14 @@ def layers_block(rows: Sequence[Mapping[str, Any]], macs: Mapping[str, int] | No
     return [{**row, "macs": macs.get(row["name"], 0)} for row in rows]
 
 
-def storage_block(encoding: str | None) -> dict[str, str] | None:
-    """How the checkpoint's tensors are stored: ``format`` as ``--storage`` names it, ``encoding``
-    as the file records it; None for a model that is not a file."""
+def storage_block(encoding: str | None, requested: str | None = None) -> dict[str, str] | None:
+    """How the checkpoint's tensors are stored: ``format`` as ``--storage`` names it (what the run
+    wrote with; for a file read back, what its encoding is), ``encoding`` as the file records it
+    (``--storage sparse`` of a model without mostly-zero tensors encodes none: ``dense``); None
+    for a model that is not a file."""
     if encoding is None:
         return None
-    return {"format": "dense" if encoding == "dense" else "sparse", "encoding": encoding}
+    return {"format": requested or ("dense" if encoding == "dense" else "sparse"), "encoding": encoding}
 
 
 def file_block(
@@ -232,14 +234,16 @@ def measured_blocks(
     input_size: Sequence[int],
     exclude: Sequence[str] = (),
     dense: nn.Module | None = None,
-    file: tuple[Path | str, int, str] | None = None,
+    file: tuple[Path | str, int | None, str | None] | None = None,
+    storage: str | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """The blocks prune, train and report measure alike on a model and its metadata document:
     ``pruning``, ``sparsity``, ``params``, ``nodes``, ``macs``, ``layers``, ``storage``, ``file``.
 
     ``dense`` is the dense original of a slim model (for dense shapes, params and MACs);
-    ``file`` is (path, size in bytes, storage encoding) of the checkpoint, when there is one (size
+    ``storage`` is the ``--storage`` the run wrote it with. ``file`` is (path, size in bytes,
+    storage encoding) of the checkpoint, when there is one (size
     and encoding None when this process cannot see it: another rank's node).
     """
     rows = layer_rows(model, exclude, dense=dense)
@@ -256,7 +260,7 @@ def measured_blocks(
         "nodes": nodes,
         "macs": macs_block(dense_macs, macs[""]),
         "layers": layers_block(rows, macs),
-        "storage": storage_block(encoding),
+        "storage": storage_block(encoding, storage),
         "file": file_block(path, size, totals["total"], dense_nbytes(model.state_dict())),
     }
 

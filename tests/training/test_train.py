@@ -73,7 +73,9 @@ def test_snip_it_while_training_reaches_the_exact_sparsity_at_the_scheduled_epoc
     zeros = sum(int(m.sum()) for m in zero_sets(Path("t.safetensors")).values())
     total = sum(m.numel() for m in zero_sets(Path("t.safetensors")).values())
     assert zeros == round(0.95 * total)
-    assert report["pruning"]["method"] == "snip-it" and report["sparsity"]["achieved"] == pytest.approx(0.95, abs=1e-6)
+    assert report["pruning"]["method"] == "snip-it" and report["sparsity"]["achieved"] == pytest.approx(
+        0.95, abs=1e-6
+    )
 
 
 def test_snap_it_while_training_shrinks_the_model_and_it_reloads(cli, mnist_root):

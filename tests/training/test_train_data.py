@@ -373,4 +373,4 @@ def test_resume_reuses_the_recorded_pruning_schedule(cli, mnist_both):
     other = cli(
         "train", "part.safetensors", "--resume", "--epochs", "3", "--sparsity", "0.5", "-o", "x.safetensors"
     )
-    one_line_error(other, "was trained with --prune-method and its options", "drop --prune-method")
+    one_line_error(other, "was trained with --method and its options", "drop --method")

@@ -77,7 +77,9 @@ def run_prune(
 
         def write_report(tmp: Path) -> None:
             file = (setup.output, written["size"], written["encoding"])
-            written["report"] = prune_report(request, setup, pruned, document, file=file, started=started)
+            written["report"] = prune_report(
+                request, setup, pruned, document, file=file, storage=storage, started=started
+            )
             tmp.write_text(json.dumps(written["report"], indent=2) + "\n", encoding="utf-8")
 
         # Only rank 0 writes; the others wait to hear that it did (or why it could not), and
@@ -85,7 +87,13 @@ def run_prune(
         writers = {setup.output: write_checkpoint, setup.report_path: write_report}
         scored_together(sync, write_all_atomic if sync.rank == 0 else lambda _: None, writers)
         report = written.get("report") or prune_report(
-            request, setup, pruned, document, file=_written_by_rank_0(setup.output), started=started
+            request,
+            setup,
+            pruned,
+            document,
+            file=_written_by_rank_0(setup.output),
+            storage=storage,
+            started=started,
         )
     if request.finetune is not None:
         report = finetune(request, report, document, model, device, finetune_progress)
@@ -107,6 +115,7 @@ def prune_report(
     document: dict[str, Any],
     *,
     file: tuple[Path, int | None, str | None] | None = None,
+    storage: str | None = None,
     started: float,
 ) -> dict[str, Any]:
     """prune's document: the checkpoint's metadata ``document`` and the model measured, plus the
@@ -119,6 +128,7 @@ def prune_report(
         exclude=request.exclude,
         dense=pruned.dense,
         file=file,
+        storage=storage,
     )
     blocks["pruning"] = pruning_block(document, **pruned.report_extra)
     return ordered(

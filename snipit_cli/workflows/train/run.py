@@ -28,6 +28,7 @@ from snipit_cli.workflows.session import (
     load,
     open_session,
     resolve_device,
+    resolve_storage,
 )
 from snipit_cli.workflows.session.training_data import TrainingSets, require_dataset, training_sets
 from snipit_cli.workflows.session.training_output import (
@@ -85,7 +86,10 @@ def run_train(request: TrainRequest, progress: EpochProgress | None = None) -> T
         after_epoch=checkpoint,
     )
     state.model.to("cpu").eval()
-    report = train_report(session, document(state), state=state, exclude=request.exclude, output=output)
+    storage = resolve_storage(request.storage, state.model)  # as write_trained resolved it
+    report = train_report(
+        session, document(state), state=state, exclude=request.exclude, output=output, storage=storage
+    )
     report.update(
         state_file=str(state_file),
         run=run_block(str(device), time.perf_counter() - started),
@@ -95,7 +99,13 @@ def run_train(request: TrainRequest, progress: EpochProgress | None = None) -> T
 
 
 def train_report(
-    session: Session, metadata: dict[str, Any], *, state: TrainState, exclude: list[str], output: Path
+    session: Session,
+    metadata: dict[str, Any],
+    *,
+    state: TrainState,
+    exclude: list[str],
+    output: Path,
+    storage: str,
 ) -> dict[str, Any]:
     """train's document: the written checkpoint's metadata and the trained model, measured."""
     loaded = session.loaded
@@ -108,6 +118,7 @@ def train_report(
         exclude=exclude,
         dense=dense,
         file=file,
+        storage=storage,
     )
     return ordered("train", {**blocks, "model": metadata["model"], "training": metadata["training"]})
 
