@@ -31,3 +31,9 @@ def test_the_graph_sees_the_arrows_the_layering_is_about():
     assert "pruning.engine -> criteria.base" in edges[("pruning", "criteria")]
     assert ("criteria", "pruning") not in edges and ("metrics", "pruning") not in edges
     assert {("criteria", "types"), ("data", "types"), ("parallel", "sync")} <= edges.keys()
+
+
+def test_no_command_module_imports_another():
+    """cli/train does not reach into cli/prune, nor workflows/train into workflows/prune: what two
+    commands share lives lower (cli.options/parsing, workflows.session, workflows.documents)."""
+    assert _tool().siblings() == []
