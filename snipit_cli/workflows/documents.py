@@ -234,6 +234,7 @@ def measured_blocks(
     input_size: Sequence[int],
     exclude: Sequence[str] = (),
     dense: nn.Module | None = None,
+    dense_macs: int | None = None,
     file: tuple[Path | str, int | None, str | None] | None = None,
     storage: str | None = None,
     device: torch.device | str = "cpu",
@@ -249,7 +250,8 @@ def measured_blocks(
     rows = layer_rows(model, exclude, dense=dense)
     totals = param_totals(model, rows, dense=dense)
     macs = macs_by_module(model, tuple(input_size), device)
-    dense_macs = count_macs(dense, tuple(input_size), device) if dense is not None else macs[""]
+    if dense_macs is None:  # the structured pass counted them already; else count them here
+        dense_macs = count_macs(dense, tuple(input_size), device) if dense is not None else macs[""]
     nodes = _nodes(metadata or {}, rows)
     recorded = (metadata or {}).get("nodes") or {}
     path, size, encoding = file if file is not None else (None, None, None)

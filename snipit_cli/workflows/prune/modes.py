@@ -76,6 +76,7 @@ def prune_units(request: PruneRequest, setup: Setup, progress, sync) -> Pruned:
         notes=[f"reached {achieved:.4f} of {options.target}, short of {request.sparsity}: see limits"] * short
         + limit_notes(figures["limits"]),
         dense=outcome.dense,
+        dense_macs=figures["macs"]["dense"],
         samples_read=outcome.result.samples_read,
     )
 

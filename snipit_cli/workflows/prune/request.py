@@ -90,6 +90,7 @@ class Pruned:
     report_extra: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     dense: nn.Module | None = None  # the dense original, when the model's shapes changed
+    dense_macs: int | None = None  # its MACs, when the structured pass counted them
     samples_read: int = 0  # calibration samples this process read
     samples_per_rank: list[int] = field(default_factory=list)  # the same, of every rank
     backend: str | None = None  # torch.distributed backend under torchrun

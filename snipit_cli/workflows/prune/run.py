@@ -127,6 +127,7 @@ def prune_report(
         input_size=session.input_spec.size,
         exclude=request.exclude,
         dense=pruned.dense,
+        dense_macs=pruned.dense_macs,
         file=file,
         storage=storage,
     )
