@@ -178,37 +178,40 @@ def test_uncaught_coupling_is_kept_dense_and_named(cli, tmp_path, monkeypatch):
 
 
 class NeedsSixChannels(nn.Module):
-    """Runs with one channel less (the trial passes) but checks a width the pruning then breaks."""
+    """Runs with one channel less (the first trial passes) but checks a width the chosen pruning
+    then breaks: only the proof on a copy after scoring can find it."""
 
     def __init__(self, num_classes: int = 3):
         super().__init__()
         self.a = nn.Conv2d(3, 8, 3, padding=1)
-        self.head = nn.Linear(8, num_classes)
+        self.hidden = nn.Linear(8, 2)
+        self.head = nn.Linear(2, num_classes)
 
     def forward(self, x):
         x = torch.relu(self.a(x))
         if x.shape[1] < 6:
             raise ValueError(f"expected 6 channels or more, got {x.shape[1]}")
-        return self.head(x.mean((2, 3)))
+        return self.head(torch.relu(self.hidden(x.mean((2, 3)))))
 
 
-def test_an_exception_of_the_slim_model_is_a_one_line_error_naming_the_group(cli, tmp_path, monkeypatch):
+def test_a_group_the_chosen_widths_break_is_kept_dense_and_the_run_goes_on(cli, tmp_path, monkeypatch):
     monkeypatch.setattr("tiny_models.NeedsSixChannels", NeedsSixChannels, raising=False)
     torch.manual_seed(0)
     torch.save(NeedsSixChannels().state_dict(), tmp_path / "six.pt")
-    before = folder_listing(tmp_path)
+    # 5 of the 10 units go; hidden can give at most 1 (its floor), so a drops below 6 channels
     args = ("six.pt", "--arch", "tiny_models:NeedsSixChannels", "--structured", "--sparsity", "0.5",
             "--min-keep", "0", "--input-size", "3,8,8", "--batch-size", "4", "--batches", "1", "--steps", "1",
-            "--quiet")  # fmt: skip
+            "--json", "-o", "six.safetensors")  # fmt: skip
     result = cli("prune", *args)
-    assert result.exit_code == 2
-    assert result.stderr == (
-        "error: the slimmed model does not run (ValueError: expected 6 channels or more, got 4): removing "
-        "units of a alone breaks it (the forward fails: ValueError: expected 6 channels or more, got 4; a "
-        "width fixed in the model's code, or an op torch-pruning does not model); keep it with "
-        "--exclude 'a'; nothing was written\n"
-    )
-    assert folder_listing(tmp_path) == before
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    (kept,) = doc["pruning"]["limits"]["kept_groups"]
+    assert kept.startswith("a (at its chosen width, the forward fails: ValueError: expected 6 channels or more, got ")
+    assert doc["nodes"] == {"dense": 2, "remaining": 1}  # chosen again without a: hidden's 2 units
+    assert doc["pruning"]["equivalence"]["precision"] == "float64"
+    assert doc["pruning"]["equivalence"]["max_rel_diff"] <= doc["pruning"]["equivalence"]["tolerance"] == 1e-6
+    slim = load_model(tmp_path / "six.safetensors", arch="tiny_models:NeedsSixChannels")
+    assert (slim.a.out_channels, slim.hidden.out_features) == (8, 1)
 
 
 def test_a_slim_checkpoint_can_be_pruned_again_either_way(cli, tmp_path):

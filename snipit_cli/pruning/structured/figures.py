@@ -11,7 +11,6 @@ from snipit_cli.metrics.macs import count_macs
 from snipit_cli.metrics.sparsity import count_params
 from snipit_cli.models.input_spec import Size
 from snipit_cli.pruning.structured.slim import SlimOutcome
-from snipit_cli.pruning.structured.trials import TOLERANCE
 
 
 def slim_report(outcome: SlimOutcome, model: nn.Module, size: Size) -> dict[str, Any]:
@@ -31,7 +30,7 @@ def slim_report(outcome: SlimOutcome, model: nn.Module, size: Size) -> dict[str,
             "sparsity": result.node_sparsity,
         },
         "macs": {"dense": macs_dense, "pruned": macs_slim, "removed": removed["macs"]},
-        "equivalence": {"max_rel_diff": outcome.max_rel_diff, "tolerance": TOLERANCE},
+        "equivalence": outcome.equivalence.as_json(),
         "limits": {"kept_groups": outcome.unit_graph.kept, "at_min_keep": result.at_floor},
     }
 

@@ -1,9 +1,12 @@
 """The structured pass: choose units with gates, remove them, prove the slim model right.
 
-Before scoring, a trial removal on a copy finds the groups the model's own code cannot lose units
-of (a hard-coded ``view``): they are kept dense and named in ``limits.kept_groups``. After surgery
-the slim model must reproduce the original with the removed units' gates at zero
-(:mod:`~snipit_cli.pruning.structured.verify`); otherwise nothing is written.
+Prove, then cut. Before scoring, a trial removal on a copy finds the groups the model's own code
+cannot lose units of (a hard-coded ``view``); after scoring, a second trial removes the chosen
+units on a copy, and a group that breaks there (an op torch-pruning does not model, a layer it
+would empty) is kept dense and the units are chosen again without it. Kept groups are named in
+``limits.kept_groups``. After the surgery the slim model must reproduce the original with the
+removed units' gates at zero (:mod:`~snipit_cli.pruning.structured.verify`), now a confirmation;
+otherwise nothing is written.
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ from snipit_cli.pruning.structured.groups import UnitGraph, find_unit_groups
 from snipit_cli.pruning.structured.heads import classifier_layers, module_names
 from snipit_cli.pruning.structured.measure import removal_measure
 from snipit_cli.pruning.structured.options import StructuredOptions
-from snipit_cli.pruning.structured.trials import slim_copy, unremovable_groups
-from snipit_cli.pruning.structured.verify import remove_and_check
+from snipit_cli.pruning.structured.trials import broken_groups, slim_copy, unremovable_groups
+from snipit_cli.pruning.structured.verify import Equivalence, remove_and_check
 from snipit_cli.sync import LOCAL, Sync, scored_together
 from snipit_cli.types import Calibration
+
+#: How often a run chooses its units again after the proof on a copy kept more groups dense.
+MAX_RESTARTS = 2
 
 
 @dataclass
@@ -40,7 +46,11 @@ class SlimOutcome:
     dense: nn.Module
     record: Record
     unit_graph: UnitGraph
-    max_rel_diff: float
+    equivalence: Equivalence
+
+    @property
+    def max_rel_diff(self) -> float:
+        return self.equivalence.max_rel_diff
 
     @property
     def group_sizes(self) -> dict[str, int]:
@@ -74,7 +84,32 @@ def slim_model(
     model.eval()
     unit_graph = find_unit_groups(model, example=example, protected=protected, exclude=exclude)
     names = module_names(model, protected)
-    _keep_unremovable(model, unit_graph, _probe(size, device), names, sync)
+    probe = _probe(size, device)
+    found = unremovable_groups(model, unit_graph=unit_graph, probe=probe, protected=names)
+    _keep_dense(unit_graph, found, sync, "without one of its units")
+    for attempt in range(MAX_RESTARTS + 1):
+        result = _choose_units(model, unit_graph, criterion, data, schedule, example, options, exclude, seed,
+                               progress, sync, dense_units, names)  # fmt: skip
+        # Prove before cutting: the final widths on a copy; a group that breaks there is kept
+        # dense and the choice is made again without it (the ranking is global).
+        final = dict(enumerate(result.gates))
+        found = broken_groups(model, unit_graph=unit_graph, gates=final, probe=probe, protected=names)
+        if attempt == MAX_RESTARTS or not _keep_dense(unit_graph, found, sync, "at its chosen width"):
+            break  # what is still broken after the last restart, the check below names
+    dense = copy.deepcopy(model)
+    # Each rank checks on its own first batch; a mismatch on any rank stops all of them.
+    equivalence = scored_together(
+        sync,
+        lambda: remove_and_check(
+            model, dense, unit_graph=unit_graph, gates=result.gates, batch=_first_batch(data), protected=names
+        ),
+    )
+    return SlimOutcome(result, dense, record_slim(model, _reference(arch, dense)), unit_graph, equivalence)
+
+
+def _choose_units(model, unit_graph, criterion, data, schedule, example, options, exclude, seed, progress, sync,
+                  dense_units, names) -> UnitPruneResult:  # fmt: skip
+    """One SNAP-it run over the groups of ``unit_graph`` (gates only, the model is not changed)."""
     if not unit_graph.groups:
         kept = f" (kept whole: {'; '.join(unit_graph.kept[:3])})" if unit_graph.kept else ""
         raise ModelError(
@@ -84,7 +119,7 @@ def slim_model(
     measure = removal_measure(
         model, target=options.target, example=example, protected=names, exclude=exclude, roots=roots
     )
-    result = prune_units(
+    return prune_units(
         model,
         groups=unit_graph.groups,
         criterion=criterion,
@@ -99,15 +134,6 @@ def slim_model(
         sync=sync,
         dense_sizes=[(dense_units or {}).get(g.root, g.size) for g in unit_graph.groups],
     )
-    dense = copy.deepcopy(model)
-    # Each rank checks on its own first batch; a mismatch on any rank stops all of them.
-    diff = scored_together(
-        sync,
-        lambda: remove_and_check(
-            model, dense, unit_graph=unit_graph, gates=result.gates, batch=_first_batch(data), protected=names
-        ),
-    )
-    return SlimOutcome(result, dense, record_slim(model, _reference(arch, dense)), unit_graph, diff)
 
 
 def _first_batch(data: Calibration) -> torch.Tensor:
@@ -119,17 +145,17 @@ def _probe(size: Size, device: torch.device) -> torch.Tensor:
     return torch.randn(2, *size, generator=torch.Generator().manual_seed(0)).to(device)
 
 
-def _keep_unremovable(model, unit_graph: UnitGraph, probe, protected, sync: Sync) -> None:
-    """Keep dense (and list in ``unit_graph.kept``) the groups whose removal breaks the model's
-    forward, found by trial removals on a copy before any scoring; all ranks take rank 0's."""
-    found = unremovable_groups(model, unit_graph=unit_graph, probe=probe, protected=protected)
+def _keep_dense(unit_graph: UnitGraph, found: dict[int, str], sync: Sync, how: str) -> bool:
+    """Keep dense (and list in ``unit_graph.kept``) the groups ``found`` broken by a trial on a
+    copy, ``how`` saying which; all ranks take rank 0's finding. True when any was kept."""
     flags = torch.tensor([i in found for i in range(len(unit_graph.groups))], dtype=torch.bool)
     (flags,) = sync.broadcast([flags])
     groups = unit_graph.groups
     for i in torch.nonzero(flags).flatten().tolist():
         reason = found.get(i, "the trial on rank 0 fails")
-        unit_graph.kept.append(f"{groups[i].root} (without one of its units, {reason})")
+        unit_graph.kept.append(f"{groups[i].root} ({how}, {reason})")
     unit_graph.groups = [g for i, g in enumerate(groups) if not flags[i]]
+    return bool(flags.any())
 
 
 def _reference(arch: ArchSpec | None, dense: nn.Module) -> nn.Module:

@@ -2,13 +2,15 @@
 
 After surgery the slim model must reproduce the original with the removed units' gates at zero
 (relative max difference <= :data:`~snipit_cli.pruning.structured.trials.TOLERANCE` on a
-calibration batch, eval mode); otherwise nothing is written and the error names the group that
-breaks it.
+calibration batch, eval mode, in float64 where the model runs in it); otherwise nothing is written
+and the error names the group that breaks it. The trials before (``slim.py``) make this a
+confirmation: a group that would fail it is kept dense before the surgery.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -17,7 +19,19 @@ from snipit_cli.errors import ModelError, SnipitError
 from snipit_cli.pruning.structured.gates import gates_installed
 from snipit_cli.pruning.structured.groups import UnitGraph
 from snipit_cli.pruning.structured.surgery import remove_units
-from snipit_cli.pruning.structured.trials import TOLERANCE, relative_difference, removal_failure
+from snipit_cli.pruning.structured.trials import exact_arithmetic, relative_difference, removal_failure
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """What the check measured: the difference, the tolerance it met, the arithmetic used."""
+
+    max_rel_diff: float
+    tolerance: float
+    precision: str  # "float64", or the model's own dtype when its code does not run in float64
+
+    def as_json(self) -> dict:
+        return {"max_rel_diff": self.max_rel_diff, "tolerance": self.tolerance, "precision": self.precision}
 
 
 def remove_and_check(
@@ -28,7 +42,7 @@ def remove_and_check(
     gates: list[torch.Tensor],
     batch: torch.Tensor,
     protected: Sequence[str] = (),
-) -> float:
+) -> Equivalence:
     """Surgery on ``model`` (the units whose gate is 0), then :func:`check_equivalence` against
     ``dense``, its copy from before; whatever the user's model raises names the group."""
     pruned = [torch.nonzero(g == 0).flatten().tolist() for g in gates]
@@ -56,30 +70,32 @@ def check_equivalence(
     gates: list[torch.Tensor],
     batch: torch.Tensor,
     protected: Sequence[str] = (),
-) -> float:
+) -> Equivalence:
     """Relative max difference of slim vs gated dense outputs; an error above the tolerance."""
     slim.eval(), dense.eval()
-    with torch.no_grad():
-        out = slim(batch)
-        with gates_installed(dense, unit_graph.groups, gates):
-            reference = dense(batch)
-    diff = relative_difference(out, reference)
-    if not diff <= TOLERANCE:
-        culprit = _first_broken_group(dense, unit_graph, gates, batch, protected)
-        raise ModelError(
-            f"the slimmed model does not match the gated original (relative difference {diff:.2e} > "
-            f"{TOLERANCE:g}){culprit}; nothing was written"
-        )
-    return diff
+    with exact_arithmetic([slim, dense], batch) as (precise, tolerance):
+        with torch.no_grad():
+            out = slim(precise)
+            with gates_installed(dense, unit_graph.groups, gates):
+                reference = dense(precise)
+        diff = relative_difference(out, reference)
+        if not diff <= tolerance:
+            culprit = _first_broken_group(dense, unit_graph, gates, precise, protected, tolerance)
+            raise ModelError(
+                f"the slimmed model does not match the gated original (relative difference {diff:.2e} > "
+                f"{tolerance:g}){culprit}; nothing was written"
+            )
+    return Equivalence(diff, tolerance, str(precise.dtype).removeprefix("torch."))
 
 
-def _first_broken_group(dense, unit_graph, gates, batch, protected) -> str:
+def _first_broken_group(dense, unit_graph, gates, batch, protected, tolerance=None) -> str:
     """Remove each group alone from a copy to find one whose coupling torch-pruning missed."""
     for i, group in enumerate(unit_graph.groups):
         if bool(gates[i].all()):
             continue
+        extra = {} if tolerance is None else {"tolerance": tolerance}
         failure = removal_failure(
-            dense, unit_graph=unit_graph, gates={i: gates[i]}, batch=batch, protected=protected
+            dense, unit_graph=unit_graph, gates={i: gates[i]}, batch=batch, protected=protected, **extra
         )
         if failure is not None:
             return (
