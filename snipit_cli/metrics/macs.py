@@ -19,6 +19,12 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...], device: torch.devi
     return macs_by_module(model, input_size, device)[""]
 
 
+def _count(model: nn.Module, input_size, device, *, grad: bool) -> FlopCounterMode:
+    with torch.set_grad_enabled(grad), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_size, device=device))
+    return counter
+
+
 def macs_by_module(
     model: nn.Module, input_size: tuple[int, ...], device: torch.device | str = "cpu"
 ) -> dict[str, int]:
@@ -26,8 +32,11 @@ def macs_by_module(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, *input_size, device=device))
+        counter = _count(model, input_size, device, grad=False)
+    except AssertionError:
+        # torch's module tracker asserts on a Parameter passed as a module input under no_grad
+        # (PiT hands its cls_token to its transformer stage); with grad it takes the leaf's hook.
+        counter = _count(model, input_size, device, grad=True)
     finally:
         model.train(was_training)
     per_module = {"": counter.get_total_flops() // 2}

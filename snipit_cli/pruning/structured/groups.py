@@ -88,8 +88,8 @@ def find_unit_groups(
             )
     except _Unbounded as exc:
         raise ModelError(
-            f"torch-pruning's dependency graph does not converge on this model: one channel group grew past "
-            f"{exc.limit:,} dependencies around {exc.op}; prune it unstructured (without --structured)"
+            f"torch-pruning's dependency graph does not converge on this model: a channel group grew past "
+            f"{exc.limit:,} entries at {exc.op}; prune it unstructured (without --structured)"
         ) from None
     except Exception as exc:  # noqa: BLE001 (torch-pruning's tracer fails in its own ways)
         raise ModelError(_trace_failure(exc)) from exc
@@ -131,6 +131,10 @@ def _misplaced_site(group: UnitGroup, model: nn.Module) -> str | None:
 #: end: the largest real group of the coverage benchmark has 10 per module (DenseNet-121), while
 #: rexnet's slice-add-concat shortcuts grow one group past 20,000 in 17 s without converging.
 GROUP_LIMIT_PER_MODULE = 10
+#: Channel indices one reshape may expand a group's indices to. A flatten before a classifier
+#: needs C*H*W (25,088 for VGG at 224 px); MaxViT's window partitions multiply strides until
+#: the list exhausts memory (24 GiB here).
+INDEX_LIMIT = 2_000_000
 
 
 class _Unbounded(Exception):
@@ -144,11 +148,13 @@ def _bounded_search(limit: int) -> Iterator[None]:
     """Stop torch-pruning's group search when one group exceeds ``limit`` dependencies.
 
     Its search revisits a node whenever the channel indices differ, and around nested channel
-    slices they differ every time; it has no bound of its own. The count is taken in
-    ``Group.add_dep``, scoped to this call (torch-pruning has no hook for it).
+    slices they differ every time; and a reshape expands index lists by its stride, which chained
+    window partitions multiply past any memory. It has no bound of its own, nor a hook for one:
+    the counts are taken in ``Group.add_dep`` and the flatten mapping, patched for this call only.
     """
     group_class = tp.dependency.group.Group
-    original = group_class.add_dep
+    flatten_class = tp.dependency.index_mapping._FlattenIndexMapping
+    original, original_flatten = group_class.add_dep, flatten_class.__call__
     counts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def add_dep(self, dep, idxs):
@@ -157,11 +163,16 @@ def _bounded_search(limit: int) -> Iterator[None]:
             raise _Unbounded(limit, _op_name(dep.target))
         return original(self, dep, idxs)
 
-    group_class.add_dep = add_dep
+    def flatten(self, idxs):
+        if not self.reverse and len(idxs) * self._stride > INDEX_LIMIT:
+            raise _Unbounded(INDEX_LIMIT, "a reshape (view/reshape/flatten) that multiplies channel indices")
+        return original_flatten(self, idxs)
+
+    group_class.add_dep, flatten_class.__call__ = add_dep, flatten
     try:
         yield
     finally:
-        group_class.add_dep = original
+        group_class.add_dep, flatten_class.__call__ = original, original_flatten
 
 
 def _op_name(node) -> str:
