@@ -56,3 +56,12 @@ def test_every_test_the_safety_section_names_exists():
     assert named, "the Safety section names its tests"
     missing = [f"{p}::{n}" for p, n in named if f"def {n}(" not in (ROOT / p).read_text()]
     assert missing == []
+
+
+def test_the_tested_architectures_are_generated_from_the_coverage_results():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "tools/readme_archs.py", "--check"], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -29,3 +29,30 @@ def test_zeroed_weights_still_cost_macs_dense_kernels_do_not_skip_them():
     with torch.no_grad():
         model.weight.zero_()
     assert count_macs(model, (10,)) == 100
+
+
+class TokenStage(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 4, bias=False)
+
+    def forward(self, pair):
+        x, token = pair
+        return self.proj(x) + token
+
+
+class HandsOverItsToken(nn.Module):
+    """PiT's habit: an expanded Parameter goes into a submodule as its input (torch's module
+    tracker asserts on that view under no_grad)."""
+
+    def __init__(self):
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(1, 4))
+        self.stage = TokenStage()
+
+    def forward(self, x):
+        return self.stage((x.flatten(1), self.token.expand(x.shape[0], -1)))
+
+
+def test_a_parameter_passed_as_a_module_input_is_counted():
+    assert count_macs(HandsOverItsToken(), (1, 2, 2)) == 4 * 4  # one 4x4 Linear on one sample

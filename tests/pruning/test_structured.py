@@ -254,3 +254,24 @@ def test_trial_removals_find_exactly_the_groups_the_forward_cannot_lose_units_of
     assert roots["e"].startswith("the forward fails: RuntimeError: mat1 and mat2 shapes cannot be multiplied")
     residual = _residual()
     assert unremovable_groups(residual, unit_graph=_graph(residual), probe=probe, protected=["head"]) == {}
+
+
+class FixesItsDtype(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.a(x.float())
+
+
+def test_comparisons_run_in_float64_unless_the_model_fixes_its_dtype():
+    from snipit_cli.pruning.structured.trials import NATIVE_TOLERANCE, TOLERANCE, exact_arithmetic
+
+    plain, fixed, batch = nn.Linear(4, 4), FixesItsDtype(), torch.zeros(2, 4)
+    with exact_arithmetic([plain], batch) as (precise, tolerance):
+        assert precise.dtype == plain.weight.dtype == torch.float64 and tolerance == TOLERANCE == 1e-6
+    assert plain.weight.dtype == torch.float32  # converted back
+    with exact_arithmetic([fixed], batch) as (precise, tolerance):
+        assert precise.dtype == torch.float32 and tolerance == NATIVE_TOLERANCE == 1e-4
+    assert fixed.a.weight.dtype == torch.float32
