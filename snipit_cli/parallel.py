@@ -8,43 +8,18 @@ collectives give every rank the same reduced bytes. snipit adds only what prunin
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from snipit_cli.errors import SnipitError, UsageError
+from snipit_cli.launch import Launch, launched
 from snipit_cli.sync import AGREED, LOCAL, PeerError, Sync
 
 #: Bytes of an error message that travel to the other ranks (longer ones are cut).
 MESSAGE_BYTES = 4096
-
-
-@dataclass(frozen=True)
-class Launch:
-    """Where this process sits in a ``torchrun`` launch (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def launched() -> Launch:
-    """Read the launch from the environment torchrun sets; no process group is started."""
-    try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    except ValueError:
-        raise UsageError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (torchrun sets them)") from None
-    return Launch(rank, world, local)
 
 
 def rank_device(device: torch.device, launch: Launch) -> torch.device:

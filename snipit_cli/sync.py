@@ -12,11 +12,12 @@ same error on all of them. The algorithm code only ever sees this protocol, neve
 
 from __future__ import annotations
 
-from typing import Protocol
-
-import torch
+from typing import TYPE_CHECKING, Protocol
 
 from snipit_cli.errors import SnipitError
+
+if TYPE_CHECKING:  # annotations only: the CLI's error boundary imports this module at start-up
+    import torch
 
 
 class Sync(Protocol):

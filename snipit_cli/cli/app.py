@@ -35,6 +35,15 @@ class Snipit(TyperGroup):
     the same one-line format as snipit's errors instead of Typer's multi-line box. The console
     script and the in-process test runner both come through here."""
 
+    def get_help_option(self, ctx: typer.Context):
+        """Typer's ``--help`` flag, not given, reads as None, and coercing that None imports Typer's
+        pydantic adapters (about 0.1 s); default it to False so ``snipit prune --help`` and
+        ``--version`` start without them (a bool value is passed through uncoerced)."""
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.default = False
+        return option
+
     def invoke(self, ctx: typer.Context):
         with error_boundary(lambda: ctx.meta.get(DEBUG, False)):
             return super().invoke(ctx)
@@ -43,7 +52,9 @@ class Snipit(TyperGroup):
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except typer.TyperException as exc:  # click's usage errors, as Typer re-exports them
-            report_error(f"{exc.format_message()} (see snipit --help)")
+            message = exc.format_message().strip()
+            if message:  # a bare `snipit` has shown the help already (rich prints it), no error line
+                report_error(f"{message} (see snipit --help)")
             code = getattr(exc, "exit_code", 2)
         except BrokenPipeError:  # `snipit --help | head -1`: the reader left; so do we, quietly
             silence_stdout()

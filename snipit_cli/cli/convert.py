@@ -9,7 +9,6 @@ import typer
 
 from snipit_cli.cli import options as opt
 from snipit_cli.cli.output import Output
-from snipit_cli.workflows.convert import ConvertRequest, run_convert
 
 EXAMPLES = """
 Examples:
@@ -35,6 +34,8 @@ def convert(
 ) -> None:
     """Rewrite IN's tensors as --storage sparse or dense into OUT, keeping its snipit metadata;
     decoding is bit-identical, so OUT loads to the same model."""
+    from snipit_cli.workflows.convert import ConvertRequest, run_convert
+
     out = Output(json_mode=json_, quiet=quiet)
     result = run_convert(ConvertRequest(source, output, opt.StorageFormat(storage).value, force))
     out.result(

@@ -17,7 +17,7 @@ import typer
 
 from snipit_cli.errors import SnipitError
 from snipit_cli.fileio import WriteError
-from snipit_cli.parallel import launched
+from snipit_cli.launch import launched
 from snipit_cli.sync import AGREED, PeerError
 
 INTERNAL = 1

@@ -8,8 +8,6 @@ import typer
 
 from snipit_cli.cli import options as opt
 from snipit_cli.cli.output import Output
-from snipit_cli.criteria import list_criteria
-from snipit_cli.workflows.documents import ordered
 
 
 def methods(
@@ -19,6 +17,9 @@ def methods(
     debug: opt.Debug = False,
 ) -> None:
     """List the pruning methods (--method values) with one line each."""
+    from snipit_cli.criteria import list_criteria
+    from snipit_cli.workflows.documents import ordered
+
     out = Output(json_mode=json_, quiet=quiet)
     rows = [
         {

@@ -16,9 +16,9 @@ import typer
 from snipit_cli.cli.config import config_callback
 from snipit_cli.cli.errors import remember_debug
 from snipit_cli.data.specs import SPLITS
-from snipit_cli.models.checkpoint import Storage as STORAGES
+from snipit_cli.models.encodings import Storage as STORAGES
 from snipit_cli.pruning.structured.options import TARGETS
-from snipit_cli.training.optim import LR_SCHEDULES, OPTIMIZERS
+from snipit_cli.training.options import LR_SCHEDULES, OPTIMIZERS
 
 
 def choices(name: str, values: Iterable[str]) -> type[StrEnum]:

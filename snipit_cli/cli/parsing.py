@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from snipit_cli.data.build import DataOptions
 from snipit_cli.data.specs import default_data_root, parse_data_spec
 from snipit_cli.errors import UsageError
-from snipit_cli.models.input_spec import Size
 from snipit_cli.pruning.structured.options import StructuredOptions
-from snipit_cli.workflows.session import ModelOptions
+
+if TYPE_CHECKING:  # the option objects come with torch, imported when a command runs (start-up)
+    from snipit_cli.data.build import DataOptions
+    from snipit_cli.models.input_spec import Size
+    from snipit_cli.workflows.session import ModelOptions
 
 
 def parse_input_size(text: str) -> Size:
@@ -84,6 +86,8 @@ def model_options(
     *, spec, arch, arch_kwargs, num_classes, pretrained, trust_pickle, input_size
 ) -> ModelOptions:
     """The model flags shared by prune, train, report and compare, parsed."""
+    from snipit_cli.workflows.session import ModelOptions
+
     return ModelOptions(
         spec=spec,
         arch=arch,
@@ -99,6 +103,8 @@ def data_options(
     *, data, data_root, split, download, batch_size, batches, seed, mean, std, workers
 ) -> DataOptions:
     """The data flags shared by prune, train, report and compare, parsed (``split`` as its string value)."""
+    from snipit_cli.data.build import DataOptions
+
     return DataOptions(
         spec=parse_data_spec(data),
         root=data_root or default_data_root(),

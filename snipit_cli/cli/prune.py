@@ -13,8 +13,7 @@ from snipit_cli.cli import options as opt
 from snipit_cli.cli.output import Output
 from snipit_cli.cli.parsing import data_options, model_options, structured_options
 from snipit_cli.errors import UsageError
-from snipit_cli.parallel import launched
-from snipit_cli.workflows.prune import Finetune, PruneRequest, run_prune
+from snipit_cli.launch import launched
 
 EXAMPLES = """
 Examples:
@@ -122,6 +121,8 @@ def prune(
     debug: opt.Debug = False,
 ) -> None:
     """Prune MODEL with SNIP-it (or another --method) and write a safetensors checkpoint + report."""
+    from snipit_cli.workflows.prune import Finetune, PruneRequest, run_prune
+
     out = Output(json_mode=json_, quiet=quiet, silent=launched().rank != 0)
     request = PruneRequest(
         model=model_options(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,8 +16,9 @@ from snipit_cli.cli.parsing import model_options
 from snipit_cli.cli.plots import check_plot_path, plot_compare, plot_layers
 from snipit_cli.data.specs import parse_data_spec
 from snipit_cli.errors import UsageError
-from snipit_cli.models.arch import LIBRARY_PREFIXES
-from snipit_cli.workflows.describe import DescribeRequest, LatencyOptions, compare, describe
+
+if TYPE_CHECKING:  # the workflow comes with torch, imported when the command runs (start-up)
+    from snipit_cli.workflows.describe import DescribeRequest
 
 Format = opt.choices("Format", FORMATS)
 FormatOpt = Annotated[
@@ -67,6 +68,8 @@ def _request(
     warmup,
 ) -> DescribeRequest:
     """One model's DescribeRequest from the flags report and compare share."""
+    from snipit_cli.workflows.describe import DescribeRequest, LatencyOptions
+
     if eval_batches is not None and eval_batches < 1:
         raise UsageError("--eval-batches must be at least 1")
     if repeats < 1 or warmup < 0:
@@ -104,6 +107,8 @@ def _request(
 
 
 def _is_library(spec: str) -> bool:
+    from snipit_cli.models.arch import LIBRARY_PREFIXES
+
     return spec.partition(":")[0] in LIBRARY_PREFIXES
 
 
@@ -170,6 +175,8 @@ def report(
         warmup=warmup,
     )
     _check_plot(plot, force, [model])
+    from snipit_cli.workflows.describe import describe
+
     doc = describe(request)
     if plot:
         plot_layers(doc, plot)
@@ -240,6 +247,8 @@ def compare_cmd(
     )
     requests = [request(m) for m in models]
     _check_plot(plot, force, models)
+    from snipit_cli.workflows.describe import compare
+
     doc = compare(requests)
     if plot:
         plot_compare(doc, plot)

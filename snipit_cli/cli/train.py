@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,9 +12,11 @@ from snipit_cli.cli.output import Output
 from snipit_cli.cli.parsing import data_options, model_options, structured_options
 from snipit_cli.data.specs import parse_data_spec
 from snipit_cli.errors import UsageError
-from snipit_cli.parallel import launched
-from snipit_cli.training.optim import OptimizerOptions
-from snipit_cli.workflows.train import PruneWhileTraining, TrainRequest, run_train
+from snipit_cli.launch import launched
+from snipit_cli.training.options import OptimizerOptions
+
+if TYPE_CHECKING:  # the workflow comes with torch, imported when the command runs (start-up)
+    from snipit_cli.workflows.train import PruneWhileTraining
 
 _T = {"rich_help_panel": "Training"}
 _P = {"rich_help_panel": "Pruning while training"}
@@ -187,6 +189,8 @@ def train(
 ) -> None:
     """Train or fine-tune MODEL (dense, pruned or slim; pruned weights stay zero), optionally pruning it
     while it trains, and write a safetensors checkpoint."""
+    from snipit_cli.workflows.train import TrainRequest, run_train
+
     out = Output(json_mode=json_, quiet=quiet)
     if launched().distributed:
         raise UsageError(
@@ -277,6 +281,8 @@ def _prune_options(
                 "--structured, --target, --min-keep and --round-to prune while training: add --method"
             )
         return None
+    from snipit_cli.workflows.train import PruneWhileTraining
+
     return PruneWhileTraining(
         method=method, structured=structured_options(structured, target, min_keep, round_to), **schedule
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -19,6 +19,7 @@ from safetensors.torch import _remove_duplicate_names, load_file, save_file
 from torch import nn
 
 from snipit_cli.errors import ModelError
+from snipit_cli.models.encodings import Storage
 from snipit_cli.models.metadata_schema import SchemaError, validate
 from snipit_cli.models.storage import DENSE, CorruptEncoding, decode, encode
 
@@ -27,7 +28,6 @@ METADATA_KEY = "snipit"
 #: tell their users to upgrade for sparse ones instead of failing on unknown tensor names.
 FORMAT_VERSION = 2
 DENSE_FORMAT_VERSION = 1
-Storage = Literal["sparse", "dense"]
 
 
 def checkpoint_writer(

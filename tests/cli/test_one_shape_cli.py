@@ -82,7 +82,7 @@ def test_a_command_without_a_boundary_of_its_own_is_covered(cli, monkeypatch):
     def boom(_pattern):
         raise RuntimeError("no registry")
 
-    monkeypatch.setattr("snipit_cli.cli.methods.list_criteria", boom)
+    monkeypatch.setattr("snipit_cli.criteria.list_criteria", boom)
     line = _one_error_line(cli("methods"), code=1)
     assert line == "internal error: RuntimeError: no registry (re-run with --debug for the traceback)\n"
     with pytest.raises(RuntimeError, match="no registry"):

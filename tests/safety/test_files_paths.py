@@ -85,7 +85,7 @@ def test_a_plot_that_is_not_png_is_refused_before_the_report_is_built(cli, tmp_p
     def no_work(*_args, **_kwargs):
         raise AssertionError("the model was described before --plot was checked")
 
-    monkeypatch.setattr("snipit_cli.cli.report.describe", no_work)
+    monkeypatch.setattr("snipit_cli.workflows.describe.describe", no_work)
     err = one_error(cli("report", LENET, "--plot", "chart.svg"))
     assert "--plot writes PNG files" in err
 

@@ -14,9 +14,10 @@ from snipit_cli.data.build import calibration_data
 from snipit_cli.data.calibration import CalibrationData
 from snipit_cli.errors import UsageError
 from snipit_cli.fileio import write_all_atomic
+from snipit_cli.launch import Launch, launched
 from snipit_cli.models.checkpoint import checkpoint_writer, read_metadata, storage_of
 from snipit_cli.models.loading import LoadedModel
-from snipit_cli.parallel import Launch, launched, process_group, rank_device
+from snipit_cli.parallel import process_group, rank_device
 from snipit_cli.pruning.engine import (
     Progress,
 )

@@ -1,0 +1,8 @@
+"""The tensor storages a checkpoint can use, by name; free of torch, so the CLI builds its
+``--storage`` choices from this declaration at start-up (``models.storage`` does the encoding)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Storage = Literal["sparse", "dense"]
