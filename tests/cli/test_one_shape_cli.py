@@ -17,9 +17,10 @@ from snipit_cli.cli.app import app
 from snipit_cli.cli.formats import FORMATS
 from snipit_cli.data.specs import SPLITS
 from snipit_cli.errors import UsageError
-from snipit_cli.models.checkpoint import Storage, read_tensors
+from snipit_cli.models.checkpoint import read_tensors
+from snipit_cli.models.encodings import Storage
 from snipit_cli.pruning.structured.options import TARGETS
-from snipit_cli.training.optim import LR_SCHEDULES, OPTIMIZERS
+from snipit_cli.training.options import LR_SCHEDULES, OPTIMIZERS
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_a_command_without_a_boundary_of_its_own_is_covered(cli, monkeypatch):
 
 
 def test_report_and_compare_print_their_notes_and_quiet_drops_them(cli, pruned, monkeypatch):
-    from snipit_cli.cli import report as report_cli
+    from snipit_cli.workflows import describe as report_cli  # the CLI imports it when it runs
 
     real_describe, real_compare = report_cli.describe, report_cli.compare
     monkeypatch.setattr(report_cli, "describe", lambda r: real_describe(r) | {"notes": ["report said"]})
