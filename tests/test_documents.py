@@ -71,7 +71,7 @@ def test_prune_prints_and_writes_the_prune_document(pruned, tmp_path):
     _check(doc, "prune")
     assert json.loads((tmp_path / "p.report.json").read_text()) == doc
     assert doc["sparsity"]["achieved"] == doc["sparsity"]["weights"]
-    assert doc["storage"] == {"format": "sparse", "encoding": "bitmask-v1"}
+    assert doc["storage"] == {"format": "dense", "encoding": "dense"}  # the default
     assert doc["macs"]["removed"] == 0.0 and doc["nodes"] is None and doc["training"] is None
 
 

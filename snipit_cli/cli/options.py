@@ -45,17 +45,13 @@ Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output 
 
 
 STORAGE_HELP = (
-    "sparse: each mostly-zero tensor as a packed bit mask plus its kept values (about "
-    "(1 - sparsity) x 32 + 1 bits per float32 weight; read back by snipit); dense: plain safetensors "
-    "for tools that read the file directly."
+    "dense: plain safetensors, the model's own keys, which safetensors, timm and every other tool "
+    "load; sparse: snipit's archive format, each mostly-zero tensor as a packed bit mask plus its kept "
+    "values (about (1 - sparsity) x 32 + 1 bits per float32 weight; read back by snipit only)."
 )
-Storage = Annotated[
-    StorageFormat | None,
-    typer.Option(
-        help=f"{STORAGE_HELP} \\[default: sparse when a weight is pruned to zero, as after unstructured "
-        "pruning; dense otherwise, e.g. --structured].",
-    ),
-]
+Storage = Annotated[StorageFormat, typer.Option(help=STORAGE_HELP)]
+#: The storage a command writes with when --storage is not given.
+DEFAULT_STORAGE = StorageFormat("dense")
 Config = Annotated[
     Path | None,
     typer.Option(

@@ -94,7 +94,7 @@ def prune(
     report: Annotated[
         Path | None, typer.Option(help="Report JSON to write \\[default: <output stem>.report.json].")
     ] = None,
-    storage: opt.Storage = None,
+    storage: opt.Storage = opt.DEFAULT_STORAGE,
     arch: opt.Arch = None,
     arch_kwargs: opt.ArchKwargs = None,
     num_classes: opt.NumClasses = None,
@@ -157,7 +157,7 @@ def prune(
         force=force,
         structured=structured_options(structured, target, min_keep, round_to),
         allow_collapse=allow_collapse,
-        storage=storage.value if storage else None,
+        storage=storage.value,
     )
     if finetune_epochs < 0:
         raise UsageError(f"--finetune-epochs must be 0 or more, got {finetune_epochs}")

@@ -155,7 +155,7 @@ def train(
         Path | None,
         typer.Option("--output", "-o", help="Checkpoint to write \\[default: <model>-trained.safetensors]."),
     ] = None,
-    storage: opt.Storage = None,
+    storage: opt.Storage = opt.DEFAULT_STORAGE,
     arch: opt.Arch = None,
     arch_kwargs: opt.ArchKwargs = None,
     num_classes: opt.NumClasses = None,
@@ -248,7 +248,7 @@ def train(
         force=force,
         resume=resume,
         checkpoint_every=checkpoint_every,
-        storage=storage.value if storage else None,
+        storage=storage.value,
         given=_given(ctx),
     )
     with out.training_progress() as progress:

@@ -1,4 +1,5 @@
-"""The default ``--storage`` follows what the run did, not a stray zero in the tensors."""
+"""The default ``--storage`` is dense whatever the run did: plain safetensors with the model's keys;
+``--storage sparse`` asks for the bitmask archive format."""
 
 from __future__ import annotations
 
@@ -40,23 +41,33 @@ def test_structured_output_is_dense_although_the_model_holds_exact_zeros(cli, tm
     assert stored["net.1.weight"].shape == (64, 16) and not stored["net.1.weight"][:, 0].any()
 
 
-def test_unstructured_output_is_sparse_and_explicit_storage_wins(cli, tmp_path):
+def test_unstructured_output_is_dense_and_explicit_sparse_storage_wins(cli, tmp_path):
     _mlp_with_zeros(tmp_path / "mlp.pt")
     args = ("mlp.pt", "--arch", "tiny_models:TinyMLP", "--arch-kwargs", '{"hidden": 128}',
             "--sparsity", "0.9", "--input-size", "1,4,4", "--batch-size", "2", "--batches", "1",
             "--steps", "1", "--json")  # fmt: skip
-    sparse = cli("prune", *args, "-o", "u.safetensors")
+    dense = cli("prune", *args, "-o", "u.safetensors")
+    assert dense.exit_code == 0, dense.stderr
+    doc = json.loads(dense.stdout)
+    assert doc["storage"] == {"format": "dense", "encoding": "dense"}
+    stored = load_file(tmp_path / "u.safetensors")  # the model's own keys, the zeros stored as zeros
+    assert sorted(stored) == ["net.1.bias", "net.1.weight", "net.3.bias", "net.3.weight"]
+    zeros = int((stored["net.1.weight"] == 0).sum()) + int((stored["net.3.weight"] == 0).sum())
+    removed = doc["params"]["prunable"] - doc["params"]["prunable_nonzero"]
+    assert zeros == removed == round(0.9 * (128 * 16 + 3 * 128))
+    sparse = cli("prune", *args, "--storage", "sparse", "-o", "s.safetensors")
     assert sparse.exit_code == 0, sparse.stderr
-    assert json.loads(sparse.stdout)["storage"]["format"] == "sparse"
-    assert "net.1.weight.__bitmask" in load_file(tmp_path / "u.safetensors")
-    structured = cli("prune", *args, "--structured", "--storage", "sparse", "-o", "s.safetensors")
+    assert json.loads(sparse.stdout)["storage"] == {"format": "sparse", "encoding": "bitmask-v1"}
+    assert "net.1.weight.__bitmask" in load_file(tmp_path / "s.safetensors")
+    structured = cli("prune", *args, "--structured", "--storage", "sparse", "-o", "t.safetensors")
     assert structured.exit_code == 0, structured.stderr
     assert json.loads(structured.stdout)["storage"]["format"] == "sparse"
 
 
-@pytest.mark.parametrize(("pruned", "storage"), [(0.0, "dense"), (0.5, "sparse")])
-def test_train_stores_sparse_only_a_model_with_pruned_weights(cli, tmp_path, pruned, storage):
-    """A dense checkpoint with one exact zero per layer trains to a dense file; one half zero, sparse."""
+@pytest.mark.parametrize(("pruned", "storage"), [(0.5, None), (0.5, "sparse")])
+def test_train_stores_dense_unless_asked_for_sparse(cli, tmp_path, pruned, storage):
+    """A checkpoint half of whose weights are zero trains to a dense file by default, to the bitmask
+    encoding with --storage sparse."""
     write_learnable_mnist(tmp_path / "mnist-root", 64)
     torch.manual_seed(0)
     model = LeNet300100()
@@ -67,7 +78,10 @@ def test_train_stores_sparse_only_a_model_with_pruned_weights(cli, tmp_path, pru
     torch.save(model.state_dict(), tmp_path / "l.pt")
     result = cli("train", "l.pt", "--arch", "snipit:lenet300-100", "--data", "mnist",
                  "--data-root", "mnist-root", "--split", "test", "--holdout", "0.25", "--test-split", "none",
-                 "--batch-size", "32", "--epochs", "1", "-o", "t.safetensors", "--json")  # fmt: skip
+                 "--batch-size", "32", "--epochs", "1", "-o", "t.safetensors", "--json",
+                 *(("--storage", storage) if storage else ()))  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["storage"]["format"] == storage
-    assert ("fc1.weight.__bitmask" in load_file(tmp_path / "t.safetensors")) == (storage == "sparse")
+    assert json.loads(result.stdout)["storage"]["format"] == (storage or "dense")
+    stored = load_file(tmp_path / "t.safetensors")
+    assert ("fc1.weight.__bitmask" in stored) == (storage == "sparse")
+    assert ("fc1.weight" in stored) == (storage is None)

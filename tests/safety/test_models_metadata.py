@@ -35,7 +35,8 @@ def base(tmp_path_factory) -> Path:
     result = CliRunner().invoke(
         app,
         ["prune", str(folder / "tiny.pt"), "--arch", "tiny_models:TinyCNN", "--input-size", "3,8,8", *FAST]
-        + ["--sparsity", "0.5", "-o", str(folder / "p.safetensors"), "--report", str(folder / "r.json")],
+        + ["--sparsity", "0.5", "--storage", "sparse", "-o", str(folder / "p.safetensors")]
+        + ["--report", str(folder / "r.json")],
     )
     assert result.exit_code == 0, result.stderr
     return folder / "p.safetensors"

@@ -34,11 +34,11 @@ def test_saved_checkpoint_equals_pruned_model_and_metadata_equals_report(
     with torch.no_grad():
         assert torch.equal(outcome.model.eval()(x), reloaded(x))
     metadata = read_metadata(tmp_path / "p.safetensors")
-    assert metadata.pop("format_version") == 2  # sparse storage: older snipits say "upgrade"
-    assert metadata.pop("storage")["encoding"] == "bitmask-v1"
+    assert metadata.pop("format_version") == 1  # dense storage, the default: every snipit reads it
+    assert metadata.pop("storage") == {"encoding": "dense"}
     report = json.loads((tmp_path / "p.report.json").read_text())
     assert report == outcome.report
-    assert report["storage"] == {"format": "sparse", "encoding": "bitmask-v1"}
+    assert report["storage"] == {"format": "dense", "encoding": "dense"}
     # the stored record is the report's model, pruning record and sparsity goal
     assert metadata.pop("model") == report["model"]
     assert metadata.pop("snipit_version") == report["snipit_version"]

@@ -56,7 +56,7 @@ class PruneRequest:
     force: bool = False
     structured: StructuredOptions | None = None
     allow_collapse: bool = False  # unstructured: let the ranking empty whole layers
-    storage: Storage | None = None  # default: see resolve_storage
+    storage: Storage = "dense"  # plain safetensors; "sparse": the bitmask archive format
     finetune: Finetune | None = None
 
 

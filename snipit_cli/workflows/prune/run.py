@@ -37,7 +37,6 @@ from snipit_cli.workflows.session import (
     open_session,
     pruning_criterion,
     resolve_device,
-    resolve_storage,
 )
 
 
@@ -69,7 +68,7 @@ def run_prune(
         pruned.backend = getattr(sync, "backend", None)
 
         document = {**checkpoint_document(setup, pruned, request), **pruned.checkpoint_extra}
-        storage = resolve_storage(request.storage, model, structured=request.structured is not None)
+        storage = request.storage
         written: dict[str, Any] = {}
 
         def write_checkpoint(tmp: Path) -> None:

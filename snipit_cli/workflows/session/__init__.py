@@ -22,10 +22,8 @@ from snipit_cli.criteria import Criterion, UnitCriterion, create_criterion
 from snipit_cli.data.build import DataOptions, applied_input_spec, dataset_input_spec, open_dataset
 from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.fileio import check_writable
-from snipit_cli.models.checkpoint import Storage
 from snipit_cli.models.input_spec import InputSpec, Size, library_input_spec, probe_num_classes
 from snipit_cli.models.loading import LoadedModel, resolve_model
-from snipit_cli.pruning.targets import prunable_weights
 
 #: Report keys that describe the run rather than the checkpoint; the metadata omits them.
 RUN_ONLY_KEYS = ("params", "layers", "output", "report", "device", "notes", "seconds", "storage")
@@ -153,25 +151,6 @@ def resolve_input_spec(explicit: Size | None, loaded: LoadedModel, from_data: In
     raise ModelError(
         f"cannot tell what input size this model takes{why}; pass --input-size C,H,W (e.g. 3,32,32)"
     )
-
-
-#: Exact zeros, as a share of the Conv/Linear weights, from which a model counts as pruned. Random
-#: init leaves a few (float32 draws that come out 0.0: 12 of the 103M weights of timm vgg11_bn's
-#: pre_logits conv); a pruning run leaves its whole sparsity.
-PRUNED_ZEROS = 0.01
-
-
-def resolve_storage(requested: Storage | None, model: nn.Module, structured: bool | None = None) -> Storage:
-    """``--storage``, else what the run did: sparse after unstructured pruning, dense after
-    ``--structured`` (a slim model's weights are dense). With the mode unknown (``snipit train``
-    of any checkpoint), sparse when the model has pruned weights: PRUNED_ZEROS of them are zero."""
-    if requested is not None:
-        return requested
-    if structured is not None:
-        return "dense" if structured else "sparse"
-    weights = prunable_weights(model).values()
-    zeros = sum(int((w == 0).sum()) for w in weights)
-    return "sparse" if zeros >= PRUNED_ZEROS * sum(w.numel() for w in weights) else "dense"
 
 
 def resolve_device(name: str) -> torch.device:

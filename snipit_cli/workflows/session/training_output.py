@@ -27,7 +27,6 @@ from snipit_cli.workflows.session import (
     checkpoint_output,
     claim_outputs,
     model_document,
-    resolve_storage,
 )
 
 STATE_KEY = "snipit_train_state"
@@ -107,7 +106,7 @@ def trained_document(
     return doc
 
 
-def write_trained(output: Path, state: TrainState, document: dict[str, Any], storage: Storage | None) -> None:
+def write_trained(output: Path, state: TrainState, document: dict[str, Any], storage: Storage) -> None:
     """Write the checkpoint and its state side file together (both or neither); the model goes
     back to its device afterwards."""
     tensors = {
@@ -122,7 +121,7 @@ def write_trained(output: Path, state: TrainState, document: dict[str, Any], sto
     try:
         write_all_atomic(
             {
-                output: checkpoint_writer(model, document, resolve_storage(storage, model)),
+                output: checkpoint_writer(model, document, storage),
                 state_path(output): lambda tmp: save_file(tensors, str(tmp), metadata=meta),
             }
         )

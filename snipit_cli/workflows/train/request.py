@@ -64,7 +64,7 @@ class TrainRequest:
     force: bool = False
     resume: bool = False
     checkpoint_every: int = 0  # 0: only at the end, so an interrupted run leaves no output
-    storage: Storage | None = None  # default: sparse when the model has pruned (zero) weights
+    storage: Storage = "dense"  # plain safetensors; "sparse": the bitmask archive format
     # Options the user set; with --resume the others come from the checkpoint. None: all of them.
     given: frozenset[str] | None = None
 

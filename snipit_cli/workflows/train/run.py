@@ -28,7 +28,6 @@ from snipit_cli.workflows.session import (
     load,
     open_session,
     resolve_device,
-    resolve_storage,
 )
 from snipit_cli.workflows.session.training_data import TrainingSets, require_dataset, training_sets
 from snipit_cli.workflows.session.training_output import (
@@ -86,9 +85,8 @@ def run_train(request: TrainRequest, progress: EpochProgress | None = None) -> T
         after_epoch=checkpoint,
     )
     state.model.to("cpu").eval()
-    storage = resolve_storage(request.storage, state.model)  # as write_trained resolved it
     report = train_report(
-        session, document(state), state=state, exclude=request.exclude, output=output, storage=storage
+        session, document(state), state=state, exclude=request.exclude, output=output, storage=request.storage
     )
     report.update(
         state_file=str(state_file),
