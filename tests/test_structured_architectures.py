@@ -34,7 +34,7 @@ SMALL = ("--input-size", "3,32,32", "--num-classes", "10", "--batch-size", "2", 
 @pytest.fixture
 def written(monkeypatch) -> list:
     """The outcomes ``snipit prune`` wrote, as it held them in memory (its workflow, spied on)."""
-    import snipit_cli.cli.prune as command
+    import snipit_cli.workflows.prune as command  # the CLI imports run_prune from here when it runs
 
     real, outcomes = command.run_prune, []
 
