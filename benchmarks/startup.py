@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -45,7 +46,7 @@ def _run(cmd: list[str]) -> tuple[float, float]:
     """Wall seconds and the child's peak RSS in MiB (ru_maxrss of this one child, via wait4)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, _, usage = __import__("os").wait4(proc.pid, 0)
+    _, _, usage = os.wait4(proc.pid, 0)
     return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
@@ -73,7 +74,7 @@ def main() -> None:
     setup = {
         "runs": args.runs,
         "python": platform.python_version(),
-        "cpus": __import__("os").cpu_count(),
+        "cpus": os.cpu_count(),
         "goal_s": GOAL_S,
     }
     RESULTS.mkdir(exist_ok=True)

@@ -16,6 +16,7 @@ import typer
 from snipit_cli.cli.config import config_callback
 from snipit_cli.cli.errors import remember_debug
 from snipit_cli.data.specs import SPLITS
+from snipit_cli.models.encodings import DEFAULT_STORAGE as _DEFAULT_STORAGE
 from snipit_cli.models.encodings import Storage as STORAGES
 from snipit_cli.pruning.structured.options import TARGETS
 from snipit_cli.training.options import LR_SCHEDULES, OPTIMIZERS
@@ -50,8 +51,8 @@ STORAGE_HELP = (
     "values (about (1 - sparsity) x 32 + 1 bits per float32 weight; read back by snipit only)."
 )
 Storage = Annotated[StorageFormat, typer.Option(help=STORAGE_HELP)]
-#: The storage a command writes with when --storage is not given.
-DEFAULT_STORAGE = StorageFormat("dense")
+#: The storage a command writes with when --storage is not given (the library's default).
+DEFAULT_STORAGE = StorageFormat(_DEFAULT_STORAGE)
 Config = Annotated[
     Path | None,
     typer.Option(

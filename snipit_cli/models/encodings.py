@@ -6,3 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 Storage = Literal["sparse", "dense"]
+
+#: What prune and train write unless told otherwise: plain safetensors with the model's own keys,
+#: which safetensors, timm and every other tool load; "sparse" is snipit's archive format.
+DEFAULT_STORAGE: Storage = "dense"

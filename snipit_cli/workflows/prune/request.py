@@ -13,7 +13,7 @@ from snipit_cli.criteria import Criterion, UnitCriterion
 from snipit_cli.data.build import DataOptions
 from snipit_cli.data.calibration import CalibrationData
 from snipit_cli.errors import UsageError
-from snipit_cli.models.checkpoint import Storage
+from snipit_cli.models.encodings import DEFAULT_STORAGE, Storage
 from snipit_cli.pruning.structured.options import StructuredOptions
 from snipit_cli.training.optim import OptimizerOptions
 from snipit_cli.workflows.session import (
@@ -56,7 +56,7 @@ class PruneRequest:
     force: bool = False
     structured: StructuredOptions | None = None
     allow_collapse: bool = False  # unstructured: let the ranking empty whole layers
-    storage: Storage = "dense"  # plain safetensors; "sparse": the bitmask archive format
+    storage: Storage = DEFAULT_STORAGE
     finetune: Finetune | None = None
 
 
