@@ -12,6 +12,13 @@ import pytest
 from mnist_files import write_learnable_mnist
 
 
+def _interruptible() -> None:
+    """The child as a terminal's foreground job gets it: SIGINT not ignored. A suite started in the
+    background (``bash .ci/run &``) passes SIGINT down as SIG_IGN, and Python then keeps ignoring it,
+    as a background job should; the run would finish instead of stopping."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_run_leaves_nothing_behind(tmp_path, signum, code):
     write_learnable_mnist(tmp_path / "mnist", 48)
@@ -22,7 +29,12 @@ def test_a_signal_mid_run_leaves_nothing_behind(tmp_path, signum, code):
             "--split", "test", "--batches", "10", "--batch-size", "16", "-o", "out.safetensors"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "snipit_cli", *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "snipit_cli", *args],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_interruptible,
     )
     first = proc.stderr.readline()  # blocks until step 1 ends: the run is in its pruning loop
     assert first.startswith("step 1/7"), first
