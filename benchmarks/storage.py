@@ -10,7 +10,9 @@ model both ways with ``checkpoint_writer`` (atomically, as the CLI does) and rea
 ``snipit_cli.load_model``, timing each (median of --repeats, interleaved). On a shared machine,
 ``--threads 1`` keeps the small per-tensor torch ops from waiting on a busy second core (they
 then vary 10x run to run). Bits per weight are those of the encoded prunable weights alone
-(mask + values, no header), against the ``(1 - s) * 32 + 1`` the encoding predicts.
+(mask + values, no header), against the ``(1 - s) * 32 + 1`` the encoding predicts. The zstd
+columns compress the dense and the sparse file with the ``zstd`` command at level 3 (its
+default; the generic alternative to a custom encoding) and time that compression.
 Writes ``benchmarks/results/storage.md`` and ``storage.json``.
 """
 
@@ -20,7 +22,9 @@ import argparse
 import json
 import math
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -84,6 +88,13 @@ def weight_bits(path: Path, names: list[str]) -> float:
     return 8 * stored / numel
 
 
+def zstd_bytes(path: Path) -> tuple[int, float]:
+    """Size of ``zstd -3`` of a file, and the seconds compressing it took (the CLI, one thread)."""
+    started = time.perf_counter()
+    done = subprocess.run(["zstd", "-3", "-q", "-c", str(path)], capture_output=True, check=True)
+    return len(done.stdout), time.perf_counter() - started
+
+
 def row(sparsity: float, repeats: int, folder: Path) -> dict:
     model, document = prune_once(sparsity, folder)
     names = [f"{layer}.weight" for layer in prunable_weights(model)]
@@ -102,12 +113,17 @@ def row(sparsity: float, repeats: int, folder: Path) -> dict:
             snipit_cli.load_model(paths["dense"])(x), snipit_cli.load_model(paths["sparse"])(x)
         )
     dense_bytes, sparse_bytes = (paths[s].stat().st_size for s in ("dense", "sparse"))
+    zstd = {s: zstd_bytes(p) for s, p in paths.items()}
     return {
         "sparsity": sparsity,
         "achieved": document["sparsity"]["achieved"],
         "dense_bytes": dense_bytes,
         "sparse_bytes": sparse_bytes,
         "ratio": sparse_bytes / dense_bytes,
+        "zstd3_dense_bytes": zstd["dense"][0],
+        "zstd3_sparse_bytes": zstd["sparse"][0],
+        "zstd3_dense_ratio": zstd["dense"][0] / dense_bytes,
+        "zstd3_dense_s": zstd["dense"][1],
         "bits_per_weight": weight_bits(paths["sparse"], names),
         "bits_per_weight_predicted": (1 - document["sparsity"]["achieved"]) * 32 + 1,
         "save_s": {s: spread(v) for s, v in save.items()},
@@ -119,20 +135,23 @@ def row(sparsity: float, repeats: int, folder: Path) -> dict:
 def markdown(results: dict) -> str:
     meta = results["meta"]
     lines = [
-        "# Checkpoint storage: sparse (bitmask) against dense",
+        "# Checkpoint storage: sparse (bitmask) against dense and zstd -3",
         "",
         f"Command: `{meta['command']}`; torch {meta['torch']}, {meta['threads']} threads, {meta['machine']}. "
         f"{MODEL} (random init, 1000 classes), magnitude pruning; times are median [min–max] (n runs) "
         "of `checkpoint_writer` (encode + atomic write) and `snipit_cli.load_model` (read + decode + build).",
         "",
         "| sparsity | dense bytes | sparse bytes | sparse / dense | bits/weight (pruned layers) | "
-        "predicted (1−s)·32+1 | save dense s | save sparse s | load dense s | load sparse s | same outputs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "predicted (1−s)·32+1 | zstd -3 dense bytes | zstd -3 dense / dense | zstd -3 sparse bytes | "
+        "zstd -3 dense s | save dense s | save sparse s | load dense s | load sparse s | same outputs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
         lines.append(
             f"| {r['sparsity']} | {r['dense_bytes']:,} | {r['sparse_bytes']:,} | {r['ratio']:.4f} | "
             f"{r['bits_per_weight']:.2f} | {r['bits_per_weight_predicted']:.2f} | "
+            f"{r['zstd3_dense_bytes']:,} | {r['zstd3_dense_ratio']:.4f} | {r['zstd3_sparse_bytes']:,} | "
+            f"{r['zstd3_dense_s']:.2f} | "
             f"{_fmt(r['save_s']['dense'])} | {_fmt(r['save_s']['sparse'])} | "
             f"{_fmt(r['load_s']['dense'])} | {_fmt(r['load_s']['sparse'])} | {r['identical_outputs']} |"
         )
@@ -150,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's]")
     args = parser.parse_args(argv)
+    if shutil.which("zstd") is None:
+        parser.error("the zstd command is needed for the zstd -3 columns (apt install zstd)")
     if args.threads:
         torch.set_num_threads(args.threads)
     results: dict = {
