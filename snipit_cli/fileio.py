@@ -7,6 +7,10 @@ appeared meanwhile (another run writing the same output). If publishing one outp
 already published are taken back (a replaced file from its backup), so either every output of a
 run appears or none changes. A killed run can leave only temp files of snipit's own naming; the
 next run in that folder removes those whose process is gone.
+
+A hub-style output folder (``-o DIR/``) is one output too: its files are written into a temp
+folder beside it, which is renamed into place as a whole (:class:`Folder`), so a reader never sees
+a folder with a checkpoint and no config, and ``--force`` replaces only a folder of snipit's files.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import errno
 import os
 import re
 import secrets
+import shutil
 import socket
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from snipit_cli.errors import OutputError
@@ -43,6 +48,24 @@ class OutputRaceError(OutputError):
     """An output appeared while the run was writing it (another run?)."""
 
 
+#: The files a hub-style folder of snipit's holds; ``--force`` replaces a folder holding no others.
+FOLDER_FILES = frozenset(
+    {"config.json", "model.safetensors", "README.md", "report.json", "model.train-state.safetensors"}
+)
+
+
+@dataclass
+class Folder:
+    """The writer of a folder output: one writer per file name, called in order with the path of
+    that file inside the temp folder (a later writer may read what an earlier one wrote)."""
+
+    files: dict[str, Callable[[Path], None]] = field(default_factory=dict)
+
+    def __call__(self, tmp: Path) -> None:
+        for name, write in self.files.items():
+            write(tmp / name)
+
+
 @dataclass
 class _Plan:
     """What :func:`check_writable` decided for one output: replace it (``--force``), and which
@@ -57,13 +80,18 @@ class _Plan:
 _PLANS: dict[str, _Plan] = {}
 
 
-def check_writable(path: Path, force: bool, inputs: tuple[Path, ...] = (), option: str = "-o") -> None:
+def check_writable(
+    path: Path, force: bool, inputs: tuple[Path, ...] = (), option: str = "-o", folder: bool = False
+) -> None:
     """Refuse, before any work: a missing or unwritable folder, a folder as the target, any name
     for an input file (a hard link, a symlink, a bind mount: compared by device and inode), and an
     existing ``path`` (a dangling symlink too) without ``force``. ``option`` names the path's
-    option in the advice."""
+    option in the advice. A ``folder`` output is checked by :func:`_check_folder_output`."""
     _check_folder(path)
     clean_leftovers(path.parent)
+    if folder:
+        _check_folder_output(path, force, inputs, option)
+        return
     if path.is_dir():
         raise OutputError(f"{path} is a folder; name a file (--force replaces files, never folders)")
     if any(_same_file(path, p) for p in inputs):
@@ -75,6 +103,29 @@ def check_writable(path: Path, force: bool, inputs: tuple[Path, ...] = (), optio
                 f"or choose another {option}"
             )
         raise OutputError(f"{path} already exists; pass --force to overwrite it or choose another {option}")
+    _PLANS[_key(path)] = _Plan(force)
+
+
+def _check_folder_output(path: Path, force: bool, inputs: tuple[Path, ...], option: str) -> None:
+    """A folder output replaces, with ``force``, only a folder of snipit's own files (never the
+    working folder, a parent of it, or one holding the input or anything else)."""
+    if os.path.lexists(path) and not path.is_dir():
+        raise OutputError(f"{path} exists and is not a folder; choose another {option}")
+    if not path.exists():
+        _PLANS[_key(path)] = _Plan(force)
+        return
+    if not force:
+        raise OutputError(f"{path} already exists; pass --force to replace it or choose another {option}")
+    if Path.cwd().resolve().is_relative_to(path.resolve()):
+        raise OutputError(f"{path} holds the working folder; choose another {option}")
+    if any(p.resolve().is_relative_to(path.resolve()) for p in inputs):
+        raise OutputError(f"refusing to replace {path}, which holds the input; choose another {option}")
+    others = sorted(entry.name for entry in path.iterdir() if entry.name not in FOLDER_FILES)
+    if others:
+        raise OutputError(
+            f"{path} holds files snipit did not write ({', '.join(others[:3])}); --force replaces only "
+            f"a folder of {', '.join(sorted(FOLDER_FILES))}; choose another {option}"
+        )
     _PLANS[_key(path)] = _Plan(force)
 
 
@@ -114,8 +165,7 @@ def clean_leftovers(folder: Path) -> None:
     for name in names:
         match = _LEFTOVER.fullmatch(name)
         if match and match["host"] == _HOST and not _alive(int(match["pid"])):
-            with suppress(OSError):
-                os.unlink(folder / name)
+            _remove(folder / name)
 
 
 def _alive(pid: int) -> bool:
@@ -147,8 +197,8 @@ def write_all_atomic(writers: dict[Path, Callable[[Path], None]]) -> None:
     A path that :func:`check_writable` passed is replaced only if it allowed that (``--force``)
     or the file there is this run's own; a path it never saw (a library call) is replaced.
     """
-    for path in writers:
-        if path.is_dir():
+    for path, write in writers.items():
+        if path.is_dir() and not isinstance(write, Folder):
             raise OutputError(f"{path} is a folder; name a file (--force replaces files, never folders)")
         clean_leftovers(path.parent)
     temps: dict[Path, Path] = {}
@@ -159,12 +209,27 @@ def write_all_atomic(writers: dict[Path, Callable[[Path], None]]) -> None:
         _publish_all(temps)
     finally:
         for tmp in temps.values():
-            with suppress(OSError):
-                tmp.unlink(missing_ok=True)
+            _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    """Remove a temp or backup of snipit's, a file or a folder; quietly, as cleanup."""
+    with suppress(OSError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _write_temp(target: Path, tmp: Path, write: Callable[[Path], None]) -> None:
     try:
+        if isinstance(write, Folder):
+            os.mkdir(tmp, 0o700)
+            write(tmp)
+            for inner in tmp.iterdir():
+                os.chmod(inner, 0o666 & ~_umask())
+            os.chmod(tmp, 0o777 & ~_umask())
+            return
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         write(tmp)
         # safetensors re-creates the file as 0600: give it the usual mode
@@ -201,8 +266,7 @@ def _publish_all(temps: dict[Path, Path]) -> None:
         raise
     for _, backup in published:
         if backup is not None:
-            with suppress(OSError):
-                backup.unlink()
+            _remove(backup)
 
 
 def _publish(tmp: Path, target: Path, may_replace: bool) -> Path | None:
@@ -224,7 +288,15 @@ def _publish(tmp: Path, target: Path, may_replace: bool) -> Path | None:
 
 
 def _link_new(tmp: Path, target: Path) -> None:
-    """Publish ``tmp`` as ``target`` only if no file has that name: a hard link cannot replace."""
+    """Publish ``tmp`` as ``target`` only if no file has that name: a hard link cannot replace.
+    A folder claims its name with ``mkdir`` (which fails if it exists), then moves over it."""
+    if tmp.is_dir():
+        try:
+            os.mkdir(target)
+        except FileExistsError:
+            raise _appeared(target) from None
+        os.replace(tmp, target)  # a folder replaces an empty folder
+        return
     try:
         os.link(tmp, target, follow_symlinks=False)
     except FileExistsError:
@@ -252,6 +324,9 @@ def _backup(target: Path) -> Path | None:
     if not os.path.lexists(target):
         return None
     backup = _leftover_name(target, "bak")
+    if os.path.isdir(target) and not os.path.islink(target):
+        os.rename(target, backup)  # a folder cannot be hard-linked: the name is empty until replaced
+        return backup
     try:
         os.link(target, backup, follow_symlinks=False)
     except OSError as exc:
@@ -265,10 +340,12 @@ def _take_back(target: Path, backup: Path | None) -> None:
     """Undo one publish: the replaced file comes back, or the new one goes."""
     with suppress(OSError):
         if backup is None:
-            target.unlink()
+            _remove(target)
         elif _same_file(backup, target):  # a hard-linked backup of a file never replaced
             backup.unlink()
         else:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
             os.replace(backup, target)
 
 

@@ -23,6 +23,7 @@ from snipit_cli.cli.errors import (
     silence_stdout,
 )
 from snipit_cli.cli.methods import methods
+from snipit_cli.cli.options import remember_command
 from snipit_cli.cli.prune import EXAMPLES, prune
 from snipit_cli.cli.report import compare_cmd, report
 from snipit_cli.cli.train import EXAMPLES as TRAIN_EXAMPLES
@@ -48,9 +49,11 @@ class Snipit(TyperGroup):
         with error_boundary(lambda: ctx.meta.get(DEBUG, False)):
             return super().invoke(ctx)
 
-    def main(self, *args, standalone_mode: bool = True, **kwargs):
+    def main(self, args=None, *rest, standalone_mode: bool = True, **kwargs):
+        args = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        remember_command(args)
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(args, *rest, standalone_mode=False, **kwargs)
         except typer.TyperException as exc:  # click's usage errors, as Typer re-exports them
             message = exc.format_message().strip()
             if message:  # a bare `snipit` has shown the help already (rich prints it), no error line

@@ -6,6 +6,7 @@ a flag choice here, and the two cannot drift apart.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -16,7 +17,9 @@ import typer
 from snipit_cli.cli.config import config_callback
 from snipit_cli.cli.errors import remember_debug
 from snipit_cli.data.specs import SPLITS
+from snipit_cli.errors import UsageError
 from snipit_cli.models.encodings import DEFAULT_STORAGE as _DEFAULT_STORAGE
+from snipit_cli.models.encodings import OutputFormat as OUTPUT_FORMATS
 from snipit_cli.models.encodings import Storage as STORAGES
 from snipit_cli.pruning.structured.options import TARGETS
 from snipit_cli.training.options import LR_SCHEDULES, OPTIMIZERS
@@ -31,6 +34,7 @@ Split = choices("Split", SPLITS)
 TestSplit = choices("TestSplit", (*SPLITS, "none"))
 Target = choices("Target", TARGETS)
 StorageFormat = choices("StorageFormat", get_args(STORAGES))
+OutputFormatChoice = choices("OutputFormatChoice", get_args(OUTPUT_FORMATS))
 Optimizer = choices("Optimizer", OPTIMIZERS)
 LrSchedule = choices("LrSchedule", LR_SCHEDULES)
 
@@ -53,6 +57,41 @@ STORAGE_HELP = (
 Storage = Annotated[StorageFormat, typer.Option(help=STORAGE_HELP)]
 #: The storage a command writes with when --storage is not given (the library's default).
 DEFAULT_STORAGE = StorageFormat(_DEFAULT_STORAGE)
+FORMAT_HELP = (
+    "safetensors: one checkpoint file; hf: a hub-style folder (config.json with timm's fields, "
+    "model.safetensors, a README.md model card with the report) that timm's local-dir: loads "
+    "\\[default: hf when -o ends in / or names a folder, else safetensors]."
+)
+Format = Annotated[OutputFormatChoice | None, typer.Option("--format", help=FORMAT_HELP, show_default=False)]
+
+
+def output_target(output: str | None, format: str | None) -> tuple[Path | None, str | None]:
+    """``-o`` as a path, and the format it asks for: a trailing ``/`` means a folder (``hf``),
+    which a Path would drop; ``--format safetensors`` with it is a contradiction."""
+    if output is None:
+        return None, format
+    if output.endswith(("/", os.sep)):
+        if format == "safetensors":
+            raise UsageError(f"-o {output} names a folder but --format is safetensors; drop one of them")
+        format = "hf"
+    return Path(output).expanduser(), format
+
+
+_COMMAND: list[str] = []  # the arguments of the command being run (set by the root app)
+
+
+def remember_command(argv: list[str]) -> None:
+    """The root app records its arguments here, for :func:`command_line`."""
+    _COMMAND[:] = argv
+
+
+def command_line() -> str | None:
+    """The command line being run (``snipit prune ...``), as a model card records it."""
+    import shlex
+
+    return shlex.join(["snipit", *_COMMAND]) if _COMMAND else None
+
+
 Config = Annotated[
     Path | None,
     typer.Option(

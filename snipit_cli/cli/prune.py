@@ -88,12 +88,19 @@ def prune(
         float | None, typer.Option(help="Fine-tuning learning rate (SGD, cosine) \\[default: 0.05].")
     ] = None,
     output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Checkpoint to write \\[default: <model>-pruned.safetensors]."),
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Checkpoint to write, or a folder (DIR/) to write a hub-style folder into "
+            "\\[default: <model>-pruned.safetensors].",
+        ),
     ] = None,
     report: Annotated[
-        Path | None, typer.Option(help="Report JSON to write \\[default: <output stem>.report.json].")
+        Path | None,
+        typer.Option(help="Report JSON to write \\[default: <output stem>.report.json; DIR/report.json]."),
     ] = None,
+    format: opt.Format = None,
     storage: opt.Storage = opt.DEFAULT_STORAGE,
     arch: opt.Arch = None,
     arch_kwargs: opt.ArchKwargs = None,
@@ -124,6 +131,7 @@ def prune(
     from snipit_cli.workflows.prune import Finetune, PruneRequest, run_prune
 
     out = Output(json_mode=json_, quiet=quiet, silent=launched().rank != 0)
+    output_path, output_format = opt.output_target(output, format.value if format else None)
     request = PruneRequest(
         model=model_options(
             spec=model,
@@ -152,7 +160,9 @@ def prune(
         exclude=list(exclude or []),
         seed=seed,
         device=device,
-        output=output,
+        output=output_path,
+        format=output_format,
+        command=opt.command_line(),
         report=report,
         force=force,
         structured=structured_options(structured, target, min_keep, round_to),
@@ -175,11 +185,14 @@ def prune(
     out.notes(result)
     out.table(summary_table(result))
     sparsity = result["sparsity"]
-    out.result(
-        result,
-        f"wrote {result['file']['path']} ({sparsity['achieved']:.4f} of {sparsity['of']} removed) "
-        f"and {result['report_file']}",
-    )
+    removed = f"{sparsity['achieved']:.4f} of {sparsity['of']} removed"
+    if result["folder"]:
+        inside = Path(result["report_file"]).parent == Path(result["folder"])
+        files = "config.json, model.safetensors, README.md" + (", report.json" if inside else "")
+        report_file = "" if inside else f" and {result['report_file']}"
+        out.result(result, f"wrote {result['folder']}/ ({files}; {removed}){report_file}")
+        return
+    out.result(result, f"wrote {result['file']['path']} ({removed}) and {result['report_file']}")
 
 
 def summary_table(report: dict[str, Any]) -> Table:

@@ -12,6 +12,7 @@ from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.models.arch import LIBRARY_PREFIXES, ArchSpec, build_model, parse_arch, recorded_arch
 from snipit_cli.models.budget import allocation_budget, build_budget, file_elements
 from snipit_cli.models.checkpoint import read_metadata, read_tensors
+from snipit_cli.models.hub_config import FOLDER_CHECKPOINT, read_hub_config
 from snipit_cli.models.slim import apply_slim
 from snipit_cli.models.state_dict import (
     PICKLE_SUFFIXES,
@@ -34,10 +35,14 @@ class LoadedModel:
     #: The user named ``arch`` (a library spec or ``--arch``), rather than the file's metadata
     #: alone: rebuilding it may run the user's code (see ``build_model``'s ``from_checkpoint``).
     arch_confirmed: bool = False
+    #: The model's name when not its file's stem: a hub-style folder's name.
+    label: str | None = None
 
     @property
     def name(self) -> str:
-        """Short name for default output files: the library name or the file stem."""
+        """Short name for default output files: the library name, the folder's or the file stem."""
+        if self.label is not None:
+            return self.label
         if self.path is not None:
             return self.path.stem
         return self.arch.short_name if self.arch else "model"
@@ -67,10 +72,10 @@ def resolve_model(
             if not sep and "/" not in spec and "." not in spec
             else f"no such file {spec!r}; pass a checkpoint path, timm:NAME or torchvision:NAME"
         )
-    if path.is_dir():
-        raise ModelError(f"{spec} is a folder; pass a checkpoint file (.safetensors, .pt, .pth, .th)")
     if pretrained:
         raise UsageError("--pretrained applies to timm:/torchvision: models, not to checkpoint files")
+    if path.is_dir():
+        return _load_folder(path, spec, arch, arch_kwargs, num_classes)
     user_arch = parse_arch(arch, arch_kwargs, num_classes) if arch else None
     if path.suffix == ".safetensors":
         return _load_safetensors(path, spec, user_arch)
@@ -95,6 +100,41 @@ def load_model(
         str(path), arch=arch, arch_kwargs=arch_kwargs, num_classes=num_classes, trust_pickle=trust_pickle
     )
     return loaded.model.eval()
+
+
+def _load_folder(
+    path: Path, spec: str, arch: str | None, arch_kwargs: dict[str, Any] | None, num_classes: int | None
+) -> LoadedModel:
+    """A hub-style folder: ``model.safetensors`` with snipit's metadata (``-o DIR/``; slim ones
+    too) loads as that file; else timm builds it from ``config.json`` (its ``local-dir:`` source,
+    as ``save_for_hf`` and ``push_to_hf_hub`` lay it out) and loads the folder's weights."""
+    weights = path / FOLDER_CHECKPOINT
+    if not weights.is_file():
+        if (path / "pytorch_model.bin").is_file():
+            raise ModelError(
+                f"{spec} holds pytorch_model.bin (a pickle) and no {FOLDER_CHECKPOINT}; pass "
+                f"timm:local-dir:{spec}, or save it with save_for_hf(..., safe_serialization=True)"
+            )
+        raise ModelError(
+            f"{spec} is a folder without {FOLDER_CHECKPOINT}; pass a checkpoint file (.safetensors, "
+            ".pt, .pth, .th) or a hub-style folder (config.json + model.safetensors)"
+        )
+    if arch or read_metadata(weights) is not None:
+        user_arch = parse_arch(arch, arch_kwargs, num_classes) if arch else None
+        loaded = _load_safetensors(weights, spec, user_arch)
+        loaded.label = path.name
+        return loaded
+    config = read_hub_config(path)
+    if config is None or "architecture" not in config:
+        raise ModelError(
+            f"{spec} holds {FOLDER_CHECKPOINT} without snipit metadata and no config.json naming its "
+            f"architecture; pass --arch timm:NAME, torchvision:NAME or module:callable"
+        )
+    parsed = parse_arch(f"timm:local-dir:{path}", arch_kwargs, num_classes)
+    model = build_model(parsed, pretrained=True)
+    return LoadedModel(
+        model, spec, recorded_arch(parsed, model), None, weights, arch_confirmed=True, label=path.name
+    )
 
 
 def _class_spec(model: nn.Module) -> ArchSpec:

@@ -36,7 +36,7 @@ HEADER = ("schema_version", "snipit_version", "command")
 #: Top-level keys of each command's document, in order.
 COMMANDS: dict[str, tuple[str, ...]] = {
     "prune": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "storage",
-              "file", "report_file", "training", "run", "notes"),
+              "file", "folder", "report_file", "training", "run", "notes"),
     "train": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "storage",
               "file", "state_file", "training", "run", "notes"),
     "report": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "storage",

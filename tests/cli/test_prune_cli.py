@@ -26,6 +26,7 @@ REPORT_KEYS = (
     "layers",
     "storage",
     "file",
+    "folder",
     "report_file",
     "training",
     "run",

@@ -77,3 +77,21 @@ def test_a_file_size_limit_is_one_line_and_leaves_nothing(tmp_path):
     result = snipit(*PRUNE, "-o", "out/x.safetensors", "-q", cwd=tmp_path, preexec_fn=_limit_file_size)
     assert_one_error(result, "cannot write out/x.safetensors: File too large (the file system or the file")
     assert contents(out) == {}
+
+
+def test_a_full_disk_leaves_no_half_written_folder(small_disk, tmp_path):
+    """A hub-style folder is one output: its temp folder goes, no folder appears."""
+    result = snipit(*PRUNE, "-o", "disk/out/", "-q", cwd=tmp_path)
+    assert_one_error(result, "cannot write disk/out: No space left on device")
+    assert contents(small_disk) == {}
+
+
+def test_a_file_size_limit_leaves_the_folder_it_would_replace(tmp_path):
+    old = tmp_path / "out"
+    old.mkdir()
+    (old / "model.safetensors").write_bytes(b"old checkpoint")
+    (old / "README.md").write_text("old card")
+    result = snipit(*PRUNE, "-o", "out/", "--force", "-q", cwd=tmp_path, preexec_fn=_limit_file_size)
+    assert_one_error(result, "cannot write out: File too large")
+    assert contents(old) == {"README.md": b"old card", "model.safetensors": b"old checkpoint"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -13,7 +13,7 @@ from snipit_cli.criteria import Criterion, UnitCriterion
 from snipit_cli.data.build import DataOptions
 from snipit_cli.data.calibration import CalibrationData
 from snipit_cli.errors import UsageError
-from snipit_cli.models.encodings import DEFAULT_STORAGE, Storage
+from snipit_cli.models.encodings import DEFAULT_STORAGE, OutputFormat, Storage
 from snipit_cli.pruning.structured.options import StructuredOptions
 from snipit_cli.training.optim import OptimizerOptions
 from snipit_cli.workflows.session import (
@@ -58,6 +58,8 @@ class PruneRequest:
     allow_collapse: bool = False  # unstructured: let the ranking empty whole layers
     storage: Storage = DEFAULT_STORAGE
     finetune: Finetune | None = None
+    format: OutputFormat | None = None  # "hf": a hub-style folder; None: a folder if -o names one
+    command: str | None = None  # the command line, for the folder's model card
 
 
 @dataclass
@@ -78,6 +80,7 @@ class Setup:
     data: CalibrationData
     output: Path
     report_path: Path
+    folder: Path | None = None  # the hub-style folder ``output`` is written in, as a whole
 
 
 @dataclass

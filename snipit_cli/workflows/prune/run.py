@@ -13,7 +13,7 @@ import torch
 from snipit_cli.data.build import calibration_data
 from snipit_cli.data.calibration import CalibrationData
 from snipit_cli.errors import UsageError
-from snipit_cli.fileio import write_all_atomic
+from snipit_cli.fileio import check_writable, write_all_atomic
 from snipit_cli.launch import Launch, launched
 from snipit_cli.models.checkpoint import checkpoint_writer, read_metadata, storage_of
 from snipit_cli.models.loading import LoadedModel
@@ -33,11 +33,14 @@ from snipit_cli.workflows.prune.request import Pruned, PruneOutcome, PruneReques
 from snipit_cli.workflows.session import (
     checkpoint_output,
     claim_outputs,
+    hub_folder,
     load,
     open_session,
+    output_folder,
     pruning_criterion,
     resolve_device,
 )
+from snipit_cli.workflows.session.hub_folder import folder_writer
 
 
 def run_prune(
@@ -75,16 +78,22 @@ def run_prune(
             checkpoint_writer(model, document, storage)(tmp)
             written.update(size=tmp.stat().st_size, encoding=storage_of(read_metadata(tmp)))
 
+        def report_document() -> dict[str, Any]:  # once the checkpoint is written
+            if "report" not in written:
+                file = (setup.output, written["size"], written["encoding"])
+                written["report"] = prune_report(
+                    request, setup, pruned, document, file=file, storage=storage, started=started
+                )
+            return written["report"]
+
         def write_report(tmp: Path) -> None:
-            file = (setup.output, written["size"], written["encoding"])
-            written["report"] = prune_report(
-                request, setup, pruned, document, file=file, storage=storage, started=started
-            )
-            tmp.write_text(json.dumps(written["report"], indent=2) + "\n", encoding="utf-8")
+            tmp.write_text(json.dumps(report_document(), indent=2) + "\n", encoding="utf-8")
 
         # Only rank 0 writes; the others wait to hear that it did (or why it could not), and
         # describe the model without its file.
         writers = {setup.output: write_checkpoint, setup.report_path: write_report}
+        if setup.folder is not None:
+            writers = _folder_writers(writers, setup, model, report_document, request.command)
         scored_together(sync, write_all_atomic if sync.rank == 0 else lambda _: None, writers)
         report = written.get("report") or prune_report(
             request,
@@ -97,7 +106,25 @@ def run_prune(
         )
     if request.finetune is not None:
         report = finetune(request, report, document, model, device, finetune_progress)
+        if setup.folder is not None:  # the card now holds the fine-tuned accuracy
+            hub_folder.rewrite_card(setup.folder, report, setup.session.loaded.arch, request.command)
     return PruneOutcome(model, report)
+
+
+def _folder_writers(
+    writers: dict[Path, Any], setup: Setup, model: torch.nn.Module, report: Any, command: str | None
+) -> dict[Path, Any]:
+    """The checkpoint (and the report, unless --report put it elsewhere) go into the folder,
+    which is written as one output, with its config.json and model card."""
+    folder = setup.folder
+    assert folder is not None
+    inside = {p.name: w for p, w in writers.items() if p.parent == folder}
+    outside = {p: w for p, w in writers.items() if p.parent != folder}
+    arch = setup.session.loaded.arch
+    return {
+        folder: folder_writer(inside, model=model, arch=arch, report=report, folder=folder, command=command),
+        **outside,
+    }
 
 
 def _written_by_rank_0(path: Path) -> tuple[Path, int | None, str | None]:
@@ -137,6 +164,7 @@ def prune_report(
         {
             **blocks,
             "model": document["model"],
+            "folder": str(setup.folder) if setup.folder is not None else None,
             "report_file": str(setup.report_path),
             "run": run_block(str(session.device), time.perf_counter() - started),
             "notes": setup.data.notes + pruned.notes,
@@ -151,7 +179,7 @@ def _prepare(request: PruneRequest, device: torch.device, launch: Launch) -> Set
     torch.manual_seed(request.seed)  # model initialisation is part of what --seed fixes
     loaded = load(request.model)
     check_exclude(loaded.model, request.exclude)
-    output, report_path = output_paths(request, loaded)
+    output, report_path, folder = output_paths(request, loaded)
     # Data-free criteria never open the dataset (it need not even exist).
     data = request.data if criterion.needs_data else None
     session = open_session(loaded, device=device, data=data, input_size=request.model.input_size)
@@ -165,17 +193,26 @@ def _prepare(request: PruneRequest, device: torch.device, launch: Launch) -> Set
         world_size=launch.world_size,
     )
     _check_enough_batches(calibration, criterion, launch.world_size)
-    return Setup(criterion, schedule, session, calibration, output, report_path)
+    return Setup(criterion, schedule, session, calibration, output, report_path, folder)
 
 
-def output_paths(request: PruneRequest, loaded: LoadedModel) -> tuple[Path, Path]:
-    """Checkpoint and report paths, checked before any work is done."""
+def output_paths(request: PruneRequest, loaded: LoadedModel) -> tuple[Path, Path, Path | None]:
+    """Checkpoint and report paths, and the hub-style folder holding them if any, checked before
+    any work is done."""
+    folder = output_folder(request.output, loaded, "pruned", request.format)
+    if folder is not None:
+        output = folder / hub_folder.CHECKPOINT
+        report = request.report or folder / hub_folder.REPORT
+        check_writable(folder, request.force, (loaded.path,) if loaded.path else (), folder=True)
+        if request.report:
+            claim_outputs((report,), force=request.force, inputs=(loaded.path,))
+        return output, report, folder
     output = checkpoint_output(request.output, loaded, "pruned")
     report = request.report or output.with_name(f"{output.stem}.report.json")
     if report.resolve() == output.resolve():
         raise UsageError("--report and -o/--output must be different files")
     claim_outputs((output, report), force=request.force, inputs=(loaded.path,))
-    return output, report
+    return output, report, None
 
 
 def _check_enough_batches(data: CalibrationData, criterion, world_size: int) -> None:

@@ -22,6 +22,7 @@ from snipit_cli.criteria import Criterion, UnitCriterion, create_criterion
 from snipit_cli.data.build import DataOptions, applied_input_spec, dataset_input_spec, open_dataset
 from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.fileio import check_writable
+from snipit_cli.models.encodings import OutputFormat
 from snipit_cli.models.input_spec import InputSpec, Size, library_input_spec, probe_num_classes
 from snipit_cli.models.loading import LoadedModel, resolve_model
 
@@ -114,8 +115,28 @@ def checkpoint_output(given: Path | None, loaded: LoadedModel, verb: str) -> Pat
     """``-o/--output``, by default ``<model>-<verb>.safetensors``: snipit writes safetensors only."""
     output = given or Path(f"{loaded.name}-{verb}.safetensors")
     if output.suffix != ".safetensors":
-        raise UsageError(f"-o/--output must end in .safetensors, got {output}")
+        raise UsageError(
+            f"-o/--output must end in .safetensors, got {output}; for a hub-style folder write "
+            f"-o {output}/ or pass --format hf"
+        )
     return output
+
+
+def output_folder(
+    given: Path | None, loaded: LoadedModel, verb: str, format: OutputFormat | None
+) -> Path | None:
+    """The hub-style folder to write, if any: ``--format hf`` (default ``<model>-<verb>/``), or an
+    ``-o`` that names an existing folder (the CLI passes ``-o DIR/`` as ``--format hf``)."""
+    names_folder = given is not None and given.is_dir() and given.suffix != ".safetensors"
+    if format == "safetensors" or (format is None and not names_folder):
+        return None  # a folder named *.safetensors is refused as a file target ("name a file")
+    folder = given or Path(f"{loaded.name}-{verb}")
+    if folder.suffix == ".safetensors":
+        raise UsageError(
+            f"--format hf writes a folder, but -o names a .safetensors file ({folder}); "
+            f"pass -o {folder.with_suffix('')}/ or drop --format hf"
+        )
+    return folder
 
 
 def claim_outputs(outputs: Sequence[Path], *, force: bool, inputs: Sequence[Path | None] = ()) -> None:
