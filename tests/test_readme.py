@@ -65,3 +65,34 @@ def test_the_tested_architectures_are_generated_from_the_coverage_results():
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "tools/readme_archs.py", "--check"], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_first_examples_file_loads_with_plain_safetensors_and_timm(tmp_path, monkeypatch):
+    """The README's main job (its own command line, with one calibration batch to keep the test
+    quick: the file's layout does not depend on it), then the README's loading snippet as
+    written, on that file: every way it shows gives the model snipit itself loads."""
+    import shlex
+
+    import torch
+    from typer.testing import CliRunner
+
+    import snipit_cli
+    from snipit_cli.cli.app import app
+
+    main_job = _setup_commands()[0]
+    argv = shlex.split(main_job.split("&& snipit ", 1)[1])
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, [*argv, "--batches", "1", "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    snippet = README.split("so it loads without snipit", 1)[1]
+    code = re.search(r"```python\n(.+?)```", snippet, re.S).group(1)
+    assert "resnet18-pruned.safetensors" in code and "load_file" in code and "load_checkpoint" in code
+    loaded = snipit_cli.load_model(tmp_path / "resnet18-pruned.safetensors")
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    expected = loaded(x)
+    # each way in turn: the snippet up to the next way's first line, then the whole of it
+    for cut in ("# or through", "model = timm.create_model(  #", None):
+        scope: dict = {}
+        exec(code.split(cut)[0] if cut else code, scope)
+        with torch.no_grad():
+            assert torch.equal(scope["model"].eval()(x), expected)
