@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -152,9 +151,15 @@ def train(
         typer.Option(help="Layers never pruned (fnmatch); repeatable.", **_P),
     ] = None,
     output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Checkpoint to write \\[default: <model>-trained.safetensors]."),
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Checkpoint to write, or a folder (DIR/) to write a hub-style folder into "
+            "\\[default: <model>-trained.safetensors].",
+        ),
     ] = None,
+    format: opt.Format = None,
     storage: opt.Storage = opt.DEFAULT_STORAGE,
     arch: opt.Arch = None,
     arch_kwargs: opt.ArchKwargs = None,
@@ -201,6 +206,7 @@ def train(
         raise UsageError(
             "snipit train needs a dataset: pass --data cifar10|cifar100|mnist|fashionmnist|imagefolder:PATH"
         )
+    output_path, output_format = opt.output_target(output, format.value if format else None)
     request = TrainRequest(
         model=model_options(
             spec=model,
@@ -244,7 +250,9 @@ def train(
         exclude=list(exclude or []),
         seed=seed,
         device=device,
-        output=output,
+        output=output_path,
+        format=output_format,
+        command=opt.command_line(),
         force=force,
         resume=resume,
         checkpoint_every=checkpoint_every,
@@ -256,7 +264,8 @@ def train(
     out.notes(result)
     last = result["training"]["history"][-1]
     test = f", test top-1 {last['test_top1']:.4f}" if last["test_top1"] is not None else ""
-    out.result(result, f"wrote {result['file']['path']} after {last['epoch']} epochs{test}")
+    written = f"{result['folder']}/" if result["folder"] else result["file"]["path"]
+    out.result(result, f"wrote {written} after {last['epoch']} epochs{test}")
 
 
 def _given(ctx: typer.Context) -> frozenset[str]:

@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "prune": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "storage",
               "file", "folder", "report_file", "training", "run", "notes"),
     "train": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "storage",
-              "file", "state_file", "training", "run", "notes"),
+              "file", "folder", "state_file", "training", "run", "notes"),
     "report": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "storage",
                "file", "eval", "latency", "run", "notes"),
     "compare": (*HEADER, "models", "ratios", "notes"),

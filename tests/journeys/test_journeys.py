@@ -76,6 +76,10 @@ PRODUCTS: dict[str, tuple[str, tuple[str, ...]]] = {
         f"snipit prune timm:resnet18 --num-classes 10 --input-size 3,32,32 {PRUNE} -o resnet18-pruned.safetensors",
         (),
     ),
+    "resnet18-pruned": (  # a hub-style folder
+        f"snipit prune timm:resnet18 --num-classes 10 --input-size 3,32,32 {PRUNE} -o resnet18-pruned/",
+        (),
+    ),
 }
 
 # fmt: off
@@ -90,6 +94,10 @@ JOURNEYS: dict[str, Journey] = {
         Journey(f"--input-size 3,16,16 {PRUNE}"),
     "snipit prune model.pt --arch mynet:Net --input-size 3,32,32 --structured --method l1 --sparsity 0.3":
         Journey(),
+    # README: hub-style folders
+    "snipit prune timm:resnet18 --num-classes 10 --input-size 3,32,32 --sparsity 0.9 -o resnet18-pruned/":
+        Journey(PRUNE),
+    "snipit report resnet18-pruned --json | jq .sparsity": Journey(needs=("resnet18-pruned",)),
     # README: sparse storage
     "snipit convert pruned.safetensors pruned-dense.safetensors --storage dense":
         Journey(needs=("pruned.safetensors",)),
@@ -195,7 +203,10 @@ def _copy(workspace: Path, tmp_path: Path, needs: tuple[str, ...]) -> Path:
     root = tmp_path / "ws"
     shutil.copytree(workspace, root, symlinks=True)
     for name in PRODUCTS.keys() - set(needs):
-        (root / "work" / name).unlink(missing_ok=True)
+        product = root / "work" / name
+        if product.is_dir():  # a hub-style folder
+            shutil.rmtree(product)
+        product.unlink(missing_ok=True)
     return root
 
 
@@ -223,6 +234,8 @@ def test_shown_command_runs(command: str, workspace: Path, tmp_path: Path) -> No
     for flag in ("-o", "--output", "--plot"):
         if flag in args:
             written = root / "work" / args[args.index(flag) + 1]
+            if written.is_dir():  # -o DIR/: a hub-style folder
+                written = written / "model.safetensors"
             assert written.is_file() and written.stat().st_size > 0, f"{written} was not written"
     if jq:
         assert _jq(jq, proc.stdout) is not None
@@ -238,8 +251,10 @@ def test_every_shown_command_has_a_journey() -> None:
 
 @pytest.mark.parametrize("block", readme_python_blocks())
 def test_readme_python_runs(block: str, workspace: Path, tmp_path: Path) -> None:
-    root = _copy(workspace, tmp_path, tuple(re.findall(r'"([\w.-]+\.safetensors)"', block)))
-    loaded = re.findall(r"^(\w+) = snipit_cli\.load_model", block, re.M)
+    files = re.findall(r'"([\w.-]+\.safetensors)"', block)
+    folders = [n for n in re.findall(r'(?:"local-dir:|load_model\(")([\w.-]+)"', block) if n in PRODUCTS]
+    root = _copy(workspace, tmp_path, (*files, *folders))
+    loaded = re.findall(r"^(\w+) = (?:snipit_cli\.load_model|timm\.create_model)", block, re.M)
     assert loaded, "a README python block that loads no model"
     code = block + "".join(f"\nassert not {v}.training and {v}(__import__('torch').zeros(1, 3, 32, 32)) is not None"
                            for v in loaded)  # fmt: skip

@@ -255,3 +255,51 @@ def test_a_finetuned_prune_checkpoint_resumes_with_snipit_train(cli, mnist_root)
     training = json.loads(again.stdout)["training"]
     assert training["epochs_done"] == 2 and len(training["history"]) == 2
     assert training["history"][0] == json.loads(first.stdout)["training"]["history"][0]
+
+
+def test_train_into_a_folder_writes_it_whole_at_every_checkpoint_and_resumes_from_it(cli, mnist_root):
+    result = cli(
+        "train", "snipit:small-cnn", "--arch-kwargs", '{"width": 8}', *DATA, "--batch-size", "32",
+        "--epochs", "2", "--checkpoint-every", "1", "--prune-method", "snap-it", "--structured",
+        "--sparsity", "0.5", "--steps", "0", "--prune-freq", "1", "-o", "t/", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    folder = Path("t")
+    assert report["folder"] == "t" and report["file"]["path"] == "t/model.safetensors"
+    assert report["state_file"] == "t/model.train-state.safetensors"
+    assert {p.name for p in folder.iterdir()} == {
+        "config.json", "model.safetensors", "model.train-state.safetensors", "README.md",
+    }  # fmt: skip
+    assert sorted(p.name for p in Path.cwd().iterdir() if p.name.startswith(".")) == []  # no temps
+    slim = load_model(folder)
+    assert sum(p.numel() for p in slim.parameters()) == report["params"]["total"]
+    card = (folder / "README.md").read_text()
+    last = report["training"]["history"][-1]
+    assert f"- **Accuracy:** top-1 {last['test_top1']:.4f}" in card
+    assert f"- **Params (M):** {report['params']['total'] / 1e6:.3f}" in card
+    assert json.loads((folder / "config.json").read_text())["snipit"]["structured"] is True
+
+    resumed = cli("train", "t", "--resume", "--epochs", "3", "-o", "t2/", "--json")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["training"]["epochs_done"] == 3
+
+
+def test_prune_finetune_into_a_folder_puts_the_accuracy_in_the_card(cli, mnist_both):
+    result = cli(
+        "prune", "snipit:lenet300-100", "--sparsity", "0.9", "--data", "mnist", "--data-root", mnist_both,
+        "--batch-size", "32", "--finetune-epochs", "1", "-o", "f/", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    last = report["training"]["history"][-1]
+    assert report["training"]["epochs_done"] == 1 and last["test_top1"] is not None
+    assert json.loads(Path("f/report.json").read_text()) == report
+    card = Path("f/README.md").read_text()
+    assert "- **Pruning method:** snip-it\n" in card
+    accuracy = f"top-1 {last['test_top1']:.4f}, top-5 {last['test_top5']:.4f} on mnist (test)"
+    assert f"- **Accuracy:** {accuracy}" in card
+    assert read_metadata(Path("f/model.safetensors"))["training"]["epochs_done"] == 1
+    assert sorted(p.name for p in Path("f").iterdir()) == [
+        "README.md", "config.json", "model.safetensors", "model.train-state.safetensors", "report.json",
+    ]  # fmt: skip

@@ -48,7 +48,7 @@ def finetune(
     arch = metadata["model"].get("arch")
     source = metadata["model"]["source"]
     loaded = LoadedModel(model, source, ArchSpec.from_json(arch) if arch else None, metadata)
-    output, _ = training_outputs(Path(report["file"]["path"]), loaded, force=True)
+    output, _, _ = training_outputs(Path(report["file"]["path"]), loaded, force=True)
     require_dataset(request.data)
     session = open_session(loaded, device=device, data=request.data, input_size=request.model.input_size)
     test_split = "test" if request.data.split == "train" else None

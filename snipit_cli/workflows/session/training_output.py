@@ -5,7 +5,8 @@ continues where a run stopped. Shared by ``snipit train`` and ``prune --finetune
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ from torch import nn
 
 import snipit_cli
 from snipit_cli.errors import ModelError
-from snipit_cli.fileio import write_all_atomic
+from snipit_cli.fileio import check_writable, write_all_atomic
 from snipit_cli.models.checkpoint import Storage, checkpoint_writer
 from snipit_cli.models.dtypes import SUPPORTED_TEXT, unsupported
+from snipit_cli.models.encodings import OutputFormat
 from snipit_cli.models.loading import LoadedModel
 from snipit_cli.training.fit import TrainState
 from snipit_cli.training.optim import OptimizerOptions, state_by_name
@@ -27,9 +29,21 @@ from snipit_cli.workflows.session import (
     checkpoint_output,
     claim_outputs,
     model_document,
+    output_folder,
 )
+from snipit_cli.workflows.session.hub_folder import CHECKPOINT, folder_writer
 
 STATE_KEY = "snipit_train_state"
+
+
+@dataclass
+class FolderOutput:
+    """A hub-style folder to write the checkpoint in: its path, the report its card holds
+    (rendered while the folder is written, the model on the CPU) and the card's other facts."""
+
+    path: Path
+    report: Callable[[], dict[str, Any]]
+    card: dict[str, Any]  # folder_writer's arch, folder and command
 
 
 def state_path(checkpoint: Path) -> Path:
@@ -37,12 +51,20 @@ def state_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}.train-state.safetensors")
 
 
-def training_outputs(given: Path | None, loaded: LoadedModel, *, force: bool) -> tuple[Path, Path]:
-    """The checkpoint to write and its state side file, checked against the input and its own."""
+def training_outputs(
+    given: Path | None, loaded: LoadedModel, *, force: bool, format: OutputFormat | None = None
+) -> tuple[Path, Path, Path | None]:
+    """The checkpoint to write and its state side file, checked against the input and its own,
+    and the hub-style folder that holds both, if one is asked for."""
+    inputs = tuple(p for p in (loaded.path, loaded.path and state_path(loaded.path)) if p)
+    folder = output_folder(given, loaded, "trained", format)
+    if folder is not None:
+        check_writable(folder, force, inputs, folder=True)
+        output = folder / CHECKPOINT
+        return output, state_path(output), folder
     output = checkpoint_output(given, loaded, "trained")
-    inputs = (loaded.path, loaded.path and state_path(loaded.path))
     claim_outputs((output, state_path(output)), force=force, inputs=inputs)
-    return output, state_path(output)
+    return output, state_path(output), None
 
 
 def training_block(
@@ -106,9 +128,16 @@ def trained_document(
     return doc
 
 
-def write_trained(output: Path, state: TrainState, document: dict[str, Any], storage: Storage) -> None:
-    """Write the checkpoint and its state side file together (both or neither); the model goes
-    back to its device afterwards."""
+def write_trained(
+    output: Path,
+    state: TrainState,
+    document: dict[str, Any],
+    storage: Storage,
+    folder: FolderOutput | None = None,
+) -> None:
+    """Write the checkpoint and its state side file together (both or neither), in ``folder``
+    with its config and card when it is a folder output; the model goes back to its device
+    afterwards."""
     tensors = {
         f"{name}/{key}": value.detach().cpu().contiguous()
         for name, entries in state_by_name(state.model, state.optimizer).items()
@@ -118,13 +147,15 @@ def write_trained(output: Path, state: TrainState, document: dict[str, Any], sto
     model = state.model
     model_device = next(model.parameters()).device
     model.to("cpu")
+    writers = {
+        output: checkpoint_writer(model, document, storage),
+        state_path(output): lambda tmp: save_file(tensors, str(tmp), metadata=meta),
+    }
     try:
-        write_all_atomic(
-            {
-                output: checkpoint_writer(model, document, storage),
-                state_path(output): lambda tmp: save_file(tensors, str(tmp), metadata=meta),
-            }
-        )
+        if folder is not None:
+            files = {path.name: write for path, write in writers.items()}
+            writers = {folder.path: folder_writer(files, model=model, report=folder.report, **folder.card)}
+        write_all_atomic(writers)
     finally:
         model.to(model_device)
 

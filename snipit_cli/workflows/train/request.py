@@ -11,7 +11,7 @@ from torch import nn
 from snipit_cli.data.build import DataOptions
 from snipit_cli.data.specs import DataSpec
 from snipit_cli.errors import UsageError
-from snipit_cli.models.encodings import DEFAULT_STORAGE, Storage
+from snipit_cli.models.encodings import DEFAULT_STORAGE, OutputFormat, Storage
 from snipit_cli.pruning.structured.options import StructuredOptions
 from snipit_cli.training.optim import OptimizerOptions
 from snipit_cli.workflows.session import ModelOptions
@@ -65,6 +65,8 @@ class TrainRequest:
     resume: bool = False
     checkpoint_every: int = 0  # 0: only at the end, so an interrupted run leaves no output
     storage: Storage = DEFAULT_STORAGE
+    format: OutputFormat | None = None  # "hf": a hub-style folder; None: a folder if -o names one
+    command: str | None = None  # the command line, for the folder's model card
     # Options the user set; with --resume the others come from the checkpoint. None: all of them.
     given: frozenset[str] | None = None
 

@@ -31,6 +31,7 @@ from snipit_cli.workflows.session import (
 )
 from snipit_cli.workflows.session.training_data import TrainingSets, require_dataset, training_sets
 from snipit_cli.workflows.session.training_output import (
+    FolderOutput,
     trained_document,
     training_block,
     training_outputs,
@@ -46,7 +47,9 @@ def run_train(request: TrainRequest, progress: EpochProgress | None = None) -> T
     started = time.perf_counter()
     torch.manual_seed(request.seed)
     loaded = load(request.model)
-    output, state_file = training_outputs(request.output, loaded, force=request.force)
+    output, state_file, folder = training_outputs(
+        request.output, loaded, force=request.force, format=request.format
+    )
     resumed = read_resume(request, loaded)
     if resumed:
         request = resumed_request(request, resumed, loaded.source)
@@ -69,10 +72,21 @@ def run_train(request: TrainRequest, progress: EpochProgress | None = None) -> T
         slim = pruner.slim if pruner else metadata.get("slim")
         return _document(request, session, metadata, sets, state, pruning, slim)
 
+    def folder_output(state: TrainState, doc: dict[str, Any]) -> FolderOutput | None:
+        if folder is None:
+            return None
+
+        def card_report() -> dict[str, Any]:  # the model as written, its file not yet in place
+            return train_report(session, doc, state=state, exclude=request.exclude, output=None, storage="")
+
+        card = {"arch": loaded.arch, "folder": folder, "command": request.command}
+        return FolderOutput(folder, card_report, card)
+
     def checkpoint(state: TrainState) -> None:
         every = request.checkpoint_every
         if state.epochs_done == request.epochs or (every and state.epochs_done % every == 0):
-            write_trained(output, state, document(state), request.storage)
+            doc = document(state)
+            write_trained(output, state, doc, request.storage, folder_output(state, doc))
 
     state = fit(
         state,
@@ -89,6 +103,7 @@ def run_train(request: TrainRequest, progress: EpochProgress | None = None) -> T
         session, document(state), state=state, exclude=request.exclude, output=output, storage=request.storage
     )
     report.update(
+        folder=str(folder) if folder is not None else None,
         state_file=str(state_file),
         run=run_block(str(device), time.perf_counter() - started),
         notes=sets.notes,
@@ -102,13 +117,14 @@ def train_report(
     *,
     state: TrainState,
     exclude: list[str],
-    output: Path,
+    output: Path | None,
     storage: str,
 ) -> dict[str, Any]:
-    """train's document: the written checkpoint's metadata and the trained model, measured."""
+    """train's document: the written checkpoint's metadata and the trained model, measured
+    (without its file when ``output`` is None: a model card's, while the folder is written)."""
     loaded = session.loaded
     dense = dense_reference(loaded.arch, metadata, confirmed=loaded.arch_confirmed)
-    file = (output, output.stat().st_size, storage_of(read_metadata(output)))
+    file = (output, output.stat().st_size, storage_of(read_metadata(output))) if output else None
     blocks = measured_blocks(
         state.model,
         metadata=metadata,
