@@ -186,3 +186,15 @@ def test_a_timm_folder_of_save_for_hf_is_a_model_source(cli, tmp_path):
     (tmp_path / "theirs" / "model.safetensors").unlink()
     torch.save(model.state_dict(), tmp_path / "theirs" / "pytorch_model.bin")
     assert "holds pytorch_model.bin (a pickle)" in _one_error(cli("report", "theirs"))
+
+
+def test_a_torchvision_folders_card_loads_it_with_torchvision(cli, tmp_path):
+    args = ("prune", "torchvision:mobilenet_v3_small", *TINY, "--method", "magnitude", "--format", "hf")
+    assert cli(*args).exit_code == 0
+    folder = tmp_path / "mobilenet_v3_small-pruned"
+    code = _card_code(folder)
+    assert 'torchvision.models.get_model("mobilenet_v3_small", num_classes=5)' in code
+    assert "architecture" not in json.loads((folder / "config.json").read_text())  # timm cannot build it
+    scope: dict = {}
+    exec(code, scope)
+    assert torch.equal(_outputs(scope["model"]), _outputs(snipit_cli.load_model(folder)))
