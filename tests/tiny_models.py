@@ -71,3 +71,24 @@ class ZeroOutputCNN(TinyCNN):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x) * 0.0
+
+
+class DriftingCNN(TinyCNN):
+    """Counts its calls in a Python attribute: an exporter bakes the count in at trace time, so the
+    exported graph computes something else than the next eager call (a parity check must see it)."""
+
+    def __init__(self, num_classes: int = 5):
+        super().__init__(num_classes)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return super().forward(x) * self.calls
+
+
+class DataDependentCNN(TinyCNN):
+    """Branches on a tensor's value in Python: torch.export cannot trace it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return out if float(out.sum()) > 0 else -out

@@ -22,6 +22,8 @@ from snipit_cli.cli.errors import (
     report_error,
     silence_stdout,
 )
+from snipit_cli.cli.export import EXAMPLES as EXPORT_EXAMPLES
+from snipit_cli.cli.export import export
 from snipit_cli.cli.methods import methods
 from snipit_cli.cli.options import remember_command
 from snipit_cli.cli.prune import EXAMPLES, prune
@@ -85,6 +87,7 @@ app.command()(methods)
 app.command()(report)
 app.command("compare")(compare_cmd)
 app.command(epilog=CONVERT_EXAMPLES)(convert)
+app.command(epilog=EXPORT_EXAMPLES)(export)
 
 
 def _print_version(value: bool) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -28,29 +28,50 @@ def measure_latency(
     model = model.eval().to(device)
     results = {}
     for batch in batch_sizes:
-        x = torch.randn(batch, *input_size, generator=torch.Generator().manual_seed(0)).to(device)
-        times = []
+        x = probe_batch(input_size, batch).to(device)
         with torch.inference_mode():
-            for i in range(warmup + repeats):
-                _sync(device)
-                start = time.perf_counter()
-                model(x)
-                _sync(device)
-                if i >= warmup:
-                    times.append((time.perf_counter() - start) * 1000)
-        quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-        results[str(batch)] = {
-            "median_ms": statistics.median(times),
-            "min_ms": min(times),
-            "max_ms": max(times),
-            "iqr_ms": quartiles[2] - quartiles[0],
-        }
+            times = time_calls(
+                lambda x=x: model(x), repeats=repeats, warmup=warmup, sync=lambda: _sync(device)
+            )
+        results[str(batch)] = summary(times)
     return {
         "batch_sizes": results,
         "repeats": repeats,
         "warmup": warmup,
         "threads": torch.get_num_threads(),
         "device": str(device),
+    }
+
+
+def probe_batch(input_size: Sequence[int], batch: int, seed: int = 0) -> torch.Tensor:
+    """The fixed-seed input every timing and parity check feeds: the same tensor run to run."""
+    return torch.randn(batch, *input_size, generator=torch.Generator().manual_seed(seed))
+
+
+def time_calls(
+    call: Callable[[], object], *, repeats: int, warmup: int, sync: Callable[[], None] = lambda: None
+) -> list[float]:
+    """Milliseconds of each of ``repeats`` calls after ``warmup`` untimed ones (``sync`` waits for
+    an asynchronous device before and after each): any runtime's forward, torch's or another's."""
+    times = []
+    for i in range(warmup + repeats):
+        sync()
+        start = time.perf_counter()
+        call()
+        sync()
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def summary(times: Sequence[float]) -> dict[str, float]:
+    """Median, min, max and interquartile range of timings, in their unit."""
+    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return {
+        "median_ms": statistics.median(times),
+        "min_ms": min(times),
+        "max_ms": max(times),
+        "iqr_ms": quartiles[2] - quartiles[0],
     }
 
 

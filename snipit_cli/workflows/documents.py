@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "convert": (*HEADER, "source_file", "file", "storage", "tensors", "encoded_tensors", "size_ratio",
                 "notes"),
     "methods": (*HEADER, "methods"),
+    "export": (*HEADER, "model", "file", "onnx", "parity", "latency", "run", "notes"),
 }  # fmt: skip
 
 #: Keys of each block (``None``-valued blocks have none). Optional keys are in OPTIONAL.
@@ -62,6 +63,8 @@ BLOCKS: dict[str, tuple[str, ...]] = {
     "file": ("path", "size", "bytes_per_param", "dense_size", "to_dense"),
     "source_file": ("path", "size"),
     "run": ("device", "seconds"),
+    "onnx": ("opset", "input", "output", "dynamic_batch", "exporter", "versions"),
+    "parity": ("max_abs_diff", "by_batch", "tolerance", "runtime"),
     "ratios[]": ("source", "params", "nonzero", "macs", "file_size", "bytes_per_param", "speedup",
                  "top1_change"),
 }  # fmt: skip

@@ -48,6 +48,7 @@ def test_importing_the_app_imports_no_torch() -> None:
         (("compare", "--help"), 0),
         (("train", "--help"), 0),
         (("convert", "--help"), 0),
+        (("export", "--help"), 0),
         (("prune", "--sparsity", "abc", "m.pt"), 2),
         (("prune",), 2),
         (("no-such-command",), 2),

@@ -116,6 +116,10 @@ JOURNEYS: dict[str, Journey] = {
         Journey("--input-size 3,32,32 --batches 2 --batch-size 2 --steps 1", replace=(TORCHRUN_2,)),
     "torchrun --standalone --nproc-per-node 2 -m snipit_cli prune snipit:lenet300-100 --device cpu --batches 8":
         Journey("--batch-size 4 --steps 1"),
+    # README and epilog: export
+    "snipit export slim.safetensors -o slim.onnx": Journey("--repeats 2 --warmup 0", needs=("slim.safetensors",)),
+    "snipit export timm:resnet18 --num-classes 10 --input-size 3,32,32 -o resnet18.onnx --json":
+        Journey("--repeats 2 --warmup 0"),
     # README: report and compare
     "snipit report slim.safetensors": Journey(needs=("slim.safetensors",)),
     "snipit report pruned.safetensors --json | jq .sparsity": Journey(needs=("pruned.safetensors",)),
