@@ -60,6 +60,7 @@ def row(model: str, sparsity: float, repeats: int, folder: Path) -> dict:
         "onnx_bytes": doc["file"]["size"],
         "opset": doc["onnx"]["opset"],
         "max_abs_diff": doc["parity"]["max_abs_diff"],
+        "max_rel_diff": doc["parity"]["max_rel_diff"],
         "by_batch": doc["parity"]["by_batch"],
         "latency": doc["latency"],
         "export_s": time.perf_counter() - started,
@@ -77,8 +78,9 @@ def markdown(results: dict) -> str:
         "(median [min–max] ms of one forward, the runtimes one after the other per batch size).",
         "",
         "| model | params (dense) | MACs (dense) | .onnx bytes | max \\|onnx − torch\\| (batch 1, 8) | "
+        "relative | "
         "batch 1: onnxruntime / torch ms | batch 8: onnxruntime / torch ms | export + check s |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
         lat = r["latency"]["batch_sizes"]
@@ -89,7 +91,8 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {r['model']} | {r['params'] / 1e6:.2f}M ({r['dense_params'] / 1e6:.2f}M) | "
             f"{r['macs'] / 1e6:.0f}M ({r['dense_macs'] / 1e6:.0f}M) | {r['onnx_bytes']:,} | "
-            f"{r['by_batch']['1']:.2g}, {r['by_batch']['8']:.2g} | {cells[0]} | {cells[1]} | "
+            f"{r['by_batch']['1']:.2g}, {r['by_batch']['8']:.2g} | {r['max_rel_diff']:.2g} | "
+            f"{cells[0]} | {cells[1]} | "
             f"{r['export_s']:.1f} |"
         )
     return "\n".join(lines) + "\n"

@@ -36,6 +36,7 @@ def _cases() -> dict[str, list[str]]:
         ["prune", "--help"],
         ["report", "--help"],
         ["train", "--help"],
+        ["export", "--help"],
         ["prune", "--sparsity", "abc", "m.pt"],
     ):
         cases["snipit " + " ".join(args)] = [snipit, *args]

@@ -64,7 +64,7 @@ BLOCKS: dict[str, tuple[str, ...]] = {
     "source_file": ("path", "size"),
     "run": ("device", "seconds"),
     "onnx": ("opset", "input", "output", "dynamic_batch", "exporter", "versions"),
-    "parity": ("max_abs_diff", "by_batch", "tolerance", "runtime"),
+    "parity": ("max_abs_diff", "max_rel_diff", "by_batch", "tolerance", "runtime"),
     "ratios[]": ("source", "params", "nonzero", "macs", "file_size", "bytes_per_param", "speedup",
                  "top1_change"),
 }  # fmt: skip
