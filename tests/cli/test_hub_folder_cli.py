@@ -198,3 +198,16 @@ def test_a_torchvision_folders_card_loads_it_with_torchvision(cli, tmp_path):
     scope: dict = {}
     exec(code, scope)
     assert torch.equal(_outputs(scope["model"]), _outputs(snipit_cli.load_model(folder)))
+
+
+def test_a_sparse_storage_folder_says_snipit_loads_it(cli, tmp_path):
+    assert cli(*UNSTRUCTURED, "--storage", "sparse", "-o", "sp/").exit_code == 0
+    config = json.loads((tmp_path / "sp" / "config.json").read_text())
+    assert config["snipit"]["loads_with"] == "snipit_cli.load_model"
+    card = (tmp_path / "sp" / "README.md").read_text()
+    assert "library_name: pytorch\n" in card and "sparse archive encoding" in card
+    scope: dict = {}
+    exec(_card_code(tmp_path / "sp"), scope)
+    dense = cli(*UNSTRUCTURED, "-o", "dense/")
+    assert dense.exit_code == 0
+    assert torch.equal(_outputs(scope["model"]), _outputs(snipit_cli.load_model(tmp_path / "dense")))

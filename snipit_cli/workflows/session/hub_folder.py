@@ -69,33 +69,45 @@ def snipit_block(report: dict[str, Any]) -> dict[str, Any]:
         "structured": slim,
         "sparsity": report.get("sparsity"),
         "source": report["model"]["source"],
-        "loads_with": "snipit_cli.load_model" if slim else "timm.create_model / load_state_dict",
+        "loads_with": "snipit_cli.load_model"
+        if _snipit_only(report)
+        else "timm.create_model / load_state_dict",
     }
+
+
+def _snipit_only(report: dict[str, Any]) -> bool:
+    """Only snipit rebuilds a slim model (other shapes than the library's) or reads the sparse
+    archive encoding; everything else loads with the library and plain safetensors."""
+    sparse = ((report.get("storage") or {}).get("format")) == "sparse"
+    return bool((report.get("pruning") or {}).get("structured")) or sparse
 
 
 def model_card(report: dict[str, Any], folder: Path, arch: ArchSpec | None, command: str | None) -> str:
     """The folder's README.md: the pruning report as a timm model card."""
     from timm.models._hub import generate_readme
 
-    slim = bool((report.get("pruning") or {}).get("structured"))
+    snipit_only = _snipit_only(report)
     is_timm = arch is not None and arch.kind == "timm"
     card = {
         "tags": ["image-classification", "timm" if is_timm else "pytorch", "pruned", "snipit"],
-        "library_name": "timm" if is_timm and not slim else "pytorch",
-        "description": _description(report, slim),
+        "library_name": "timm" if is_timm and not snipit_only else "pytorch",
+        "description": _description(report, snipit_only),
         "details": _details(report, command),
-        "usage": _usage(folder.name, arch, report, slim),
+        "usage": _usage(folder.name, arch, report, snipit_only),
         "citation": CITATION,
     }
     return generate_readme(card, folder.name)
 
 
-def _description(report: dict[str, Any], slim: bool) -> str:
-    what = (
-        "channels and neurons physically removed (SNAP-it, structured), so the model is smaller and faster"
-        if slim
-        else "pruned weights stored as exact zeros in the dense layout, so every safetensors reader loads it"
-    )
+def _description(report: dict[str, Any], snipit_only: bool) -> str:
+    if (report.get("pruning") or {}).get("structured"):
+        what = "channels and neurons physically removed (SNAP-it, structured): a smaller, faster model"
+    elif snipit_only:
+        what = "stored in snipit's sparse archive encoding (bit mask + kept values), which snipit reads"
+    else:
+        what = (
+            "pruned weights stored as exact zeros in the dense layout, so every safetensors reader loads it"
+        )
     return f"`{report['model']['source']}` pruned with [snipit](https://arxiv.org/abs/2006.00896): {what}."
 
 
@@ -147,11 +159,9 @@ def _accuracy(report: dict[str, Any]) -> str | None:
     return f"top-1 {last['test_top1']:.4f}{top5} on {where} ({data.get('test_split') or 'test'})"
 
 
-def _usage(name: str, arch: ArchSpec | None, report: dict[str, Any], slim: bool) -> str:
-    if slim:
-        code = (
-            f'import snipit_cli\n\nmodel = snipit_cli.load_model("{name}")  # the slim architecture, rebuilt'
-        )
+def _usage(name: str, arch: ArchSpec | None, report: dict[str, Any], snipit_only: bool) -> str:
+    if snipit_only:
+        code = f'import snipit_cli\n\nmodel = snipit_cli.load_model("{name}")  # rebuilt by snipit'
     elif arch is not None and arch.kind == "timm":
         code = f'import timm\n\nmodel = timm.create_model("local-dir:{name}", pretrained=True)'
     elif arch is not None and arch.kind == "torchvision":
