@@ -44,10 +44,11 @@ from snipit_cli.pruning.targets import prunable_weights
 from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
 
 RESULTS = Path(__file__).parent / "results"
-OVERHEAD_CASES = [
-    ("timm:resnet18", (3, 32, 32), False),
-    ("timm:mobilenetv3_small_100", (3, 224, 224), False),
-    ("timm:resnet18", (3, 32, 32), True),
+OVERHEAD_CASES = [  # model, input, structured, batches, batch size
+    ("timm:resnet18", (3, 32, 32), False, 5, 64),
+    ("timm:resnet18", (3, 224, 224), False, 2, 16),  # 224 px: fewer, smaller batches, same steps
+    ("timm:mobilenetv3_small_100", (3, 224, 224), False, 5, 64),
+    ("timm:resnet18", (3, 32, 32), True, 5, 64),
 ]
 SLIM_MODELS = [("timm:resnet18", (3, 224, 224)), ("timm:mobilenetv3_small_100", (3, 224, 224))]
 BATCHES, BATCH_SIZE, STEPS = 5, 64, 5
@@ -72,7 +73,7 @@ def request(
     )
 
 
-def bare_passes(spec: str, size, n_rounds: int) -> float:
+def bare_passes(spec: str, size, n_rounds: int, batches=BATCHES, batch_size=BATCH_SIZE) -> float:
     """Seconds of the forward+backward passes a prune run makes and nothing else: same model
     (eval mode, only the prunable weights requiring grad), same batches, generated beforehand."""
     torch.manual_seed(0)
@@ -82,7 +83,7 @@ def bare_passes(spec: str, size, n_rounds: int) -> float:
         p.requires_grad_(False)
     for w in weights:
         w.requires_grad_(True)
-    data = SyntheticData("synthetic", BATCH_SIZE, BATCHES, 0, size=size, num_classes=10)
+    data = SyntheticData("synthetic", batch_size, batches, 0, size=size, num_classes=10)
     rounds = [list(data.batches(step)) for step in range(n_rounds)]
     x, y = rounds[0][0]  # one untimed pass: kernel selection and allocator warm-up are not the floor
     torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), weights)
@@ -95,14 +96,16 @@ def bare_passes(spec: str, size, n_rounds: int) -> float:
 
 def overhead(repeats: int) -> list[dict]:
     rows = []
-    for spec, size, structured in OVERHEAD_CASES:
+    for spec, size, structured, batches, batch_size in OVERHEAD_CASES:
         ratios, snipit_s, bare_s = [], [], []
         for _ in range(repeats):
             with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "out.safetensors"
                 start = time.perf_counter()
-                report = run_prune(request(spec, size, structured, Path(tmp) / "out.safetensors")).report
+                report = run_prune(request(spec, size, structured, out, batches, batch_size)).report
                 total = time.perf_counter() - start
-            bare = bare_passes(spec, size, report["pruning"]["calibration"]["scoring_rounds"])
+            rounds = report["pruning"]["calibration"]["scoring_rounds"]
+            bare = bare_passes(spec, size, rounds, batches, batch_size)
             snipit_s.append(total), bare_s.append(bare), ratios.append(total / bare)
         rows.append(
             {

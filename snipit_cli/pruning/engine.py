@@ -22,7 +22,6 @@ from snipit_cli.pruning.masks import (
     FloorError,
     Masks,
     apply_masks,
-    check_finite,
     compute_masks,
     count_kept,
     layer_floors,
@@ -119,8 +118,7 @@ def prune(
         progress.start_step(step, len(schedule), fraction, reads)
         batches = counted_batches(batches_for_step(step), progress, result) if reads else ()
         ctx = ScoringContext(model, weights, batches, generator, input_size, sync)
-        scores = criterion.score(ctx)
-        check_finite(scores)
+        scores = criterion.score(ctx)  # a NaN/Inf score is refused, by layer, in compute_masks
         silent = silent_layers(scores, masks)
         if step == 0:  # later, our own pruning may have cut every path: ranking goes on by position
             _check_some_signal(silent, masks, criterion)

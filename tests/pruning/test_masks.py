@@ -1,5 +1,7 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from snipit_cli.errors import NumericsError
 from snipit_cli.pruning.masks import (
@@ -87,3 +89,39 @@ def test_silent_layers_are_those_whose_alive_weights_all_score_zero():
     assert silent_layers(scores, current) == ["a", "c"]
     current["a"] = torch.tensor([False, False])  # an emptied layer has no signal to miss
     assert silent_layers(scores, current) == ["c"]
+
+
+def _sorted_top_k(scores, current, keep):
+    """The definition, written the slow way: a stable sort of the alive scores, descending, ties to
+    the earlier layer and lower index; the first ``keep`` are kept."""
+    names = list(scores)
+    flat = torch.cat([scores[n].reshape(-1) for n in names]).float()
+    alive = torch.cat([current[n].reshape(-1) for n in names])
+    order = torch.sort(-flat.masked_fill(~alive, float("-inf")), stable=True).indices
+    keep_flat = torch.zeros_like(alive)
+    keep_flat[order[:keep]] = True
+    parts = keep_flat.split([scores[n].numel() for n in names])
+    return {n: p.view(scores[n].shape) for n, p in zip(names, parts, strict=True)}
+
+
+@given(
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=4),
+    levels=st.integers(1, 6),  # few distinct values: many ties, also at the threshold
+    dead=st.floats(0.0, 0.95),
+    share=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=300, deadline=None)
+def test_the_global_top_k_is_the_stable_sorts_first_k(sizes, levels, dead, share, seed):
+    """The threshold search (kthvalue over the alive entries only, a shortcut when nothing ties)
+    picks exactly what a stable descending sort would, pruned weights never."""
+    g = torch.Generator().manual_seed(seed)
+    scores = {
+        f"l{i}": torch.randint(0, levels, (n, 1), generator=g).float() / levels for i, n in enumerate(sizes)
+    }
+    current = {k: torch.rand(v.shape, generator=g) >= dead for k, v in scores.items()}
+    keep = round(share * sum(int(c.sum()) for c in current.values()))
+    got = compute_masks(scores, current, keep=keep)
+    expected = _sorted_top_k(scores, current, keep)
+    assert all(torch.equal(got[k], expected[k]) for k in scores)
+    assert sum(int(m.sum()) for m in got.values()) == keep
