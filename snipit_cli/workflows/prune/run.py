@@ -13,7 +13,7 @@ import torch
 from snipit_cli.data.build import calibration_data
 from snipit_cli.data.calibration import CalibrationData
 from snipit_cli.errors import UsageError
-from snipit_cli.fileio import check_writable, write_all_atomic
+from snipit_cli.fileio import write_all_atomic
 from snipit_cli.launch import Launch, launched
 from snipit_cli.models.checkpoint import checkpoint_writer, read_metadata, storage_of
 from snipit_cli.models.loading import LoadedModel
@@ -32,6 +32,7 @@ from snipit_cli.workflows.prune.record import checkpoint_document
 from snipit_cli.workflows.prune.request import Pruned, PruneOutcome, PruneRequest, Setup
 from snipit_cli.workflows.session import (
     checkpoint_output,
+    claim_folder,
     claim_outputs,
     hub_folder,
     load,
@@ -203,7 +204,7 @@ def output_paths(request: PruneRequest, loaded: LoadedModel) -> tuple[Path, Path
     if folder is not None:
         output = folder / hub_folder.CHECKPOINT
         report = request.report or folder / hub_folder.REPORT
-        check_writable(folder, request.force, (loaded.path,) if loaded.path else (), folder=True)
+        claim_folder(folder, force=request.force, inputs=(loaded.path,))
         if request.report:
             claim_outputs((report,), force=request.force, inputs=(loaded.path,))
         return output, report, folder

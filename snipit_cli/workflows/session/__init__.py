@@ -139,6 +139,11 @@ def output_folder(
     return folder
 
 
+def claim_folder(folder: Path, *, force: bool, inputs: Sequence[Path | None] = ()) -> None:
+    """Check a hub-style output folder before any work (see ``fileio.check_writable``)."""
+    check_writable(folder, force, tuple(p for p in inputs if p is not None), folder=True)
+
+
 def claim_outputs(outputs: Sequence[Path], *, force: bool, inputs: Sequence[Path | None] = ()) -> None:
     """Check every output before any work: writable, none of the input files, not there unless --force."""
     read = tuple(p for p in inputs if p is not None)

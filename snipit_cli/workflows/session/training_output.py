@@ -17,7 +17,7 @@ from torch import nn
 
 import snipit_cli
 from snipit_cli.errors import ModelError
-from snipit_cli.fileio import check_writable, write_all_atomic
+from snipit_cli.fileio import write_all_atomic
 from snipit_cli.models.checkpoint import Storage, checkpoint_writer
 from snipit_cli.models.dtypes import SUPPORTED_TEXT, unsupported
 from snipit_cli.models.encodings import OutputFormat
@@ -27,6 +27,7 @@ from snipit_cli.training.optim import OptimizerOptions, state_by_name
 from snipit_cli.workflows.session import (
     Session,
     checkpoint_output,
+    claim_folder,
     claim_outputs,
     model_document,
     output_folder,
@@ -56,10 +57,10 @@ def training_outputs(
 ) -> tuple[Path, Path, Path | None]:
     """The checkpoint to write and its state side file, checked against the input and its own,
     and the hub-style folder that holds both, if one is asked for."""
-    inputs = tuple(p for p in (loaded.path, loaded.path and state_path(loaded.path)) if p)
+    inputs = (loaded.path, loaded.path and state_path(loaded.path))
     folder = output_folder(given, loaded, "trained", format)
     if folder is not None:
-        check_writable(folder, force, inputs, folder=True)
+        claim_folder(folder, force=force, inputs=inputs)
         output = folder / CHECKPOINT
         return output, state_path(output), folder
     output = checkpoint_output(given, loaded, "trained")
