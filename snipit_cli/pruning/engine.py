@@ -2,8 +2,8 @@
 
 Knows nothing of files or the CLI; progress is reported through a small protocol so the CLI can
 draw a bar and tests can record calls. The criterion only scores: this loop builds its context,
-turns the scores into masks through the pure step (:func:`~snipit_cli.pruning.masks.compute_masks`)
-and writes them into the weights.
+turns the scores into masks through the pure step (a :class:`~snipit_cli.pruning.masks.Ranking`,
+what :func:`~snipit_cli.pruning.masks.compute_masks` does in one call) and writes them into the weights.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from snipit_cli.errors import NumericsError, UsageError
 from snipit_cli.pruning.masks import (
     FloorError,
     Masks,
+    Ranking,
     apply_masks,
-    compute_masks,
     count_kept,
     layer_floors,
-    silent_layers,
 )
 from snipit_cli.pruning.schedule import count_to_prune
 from snipit_cli.sync import LOCAL, Sync
@@ -118,13 +117,13 @@ def prune(
         progress.start_step(step, len(schedule), fraction, reads)
         batches = counted_batches(batches_for_step(step), progress, result) if reads else ()
         ctx = ScoringContext(model, weights, batches, generator, input_size, sync)
-        scores = criterion.score(ctx)  # a NaN/Inf score is refused, by layer, in compute_masks
-        silent = silent_layers(scores, masks)
+        ranking = Ranking(criterion.score(ctx), masks)  # a NaN/Inf score is refused here, by layer
+        silent = ranking.silent_layers()
         if step == 0:  # later, our own pruning may have cut every path: ranking goes on by position
             _check_some_signal(silent, masks, criterion)
         result.zero_score_layers += [n for n in silent if n not in result.zero_score_layers]
         keep = min(total - count_to_prune(fraction, total), count_kept(masks))
-        masks = _next_masks(scores, masks, keep, floors, fraction, result.held_layers)
+        masks = _next_masks(ranking, keep, floors, fraction, result.held_layers)
         masks = dict(zip(masks, sync.broadcast(list(masks.values())), strict=True))
         apply_masks(weights, masks)
         result.kept_per_step.append(keep)
@@ -144,10 +143,10 @@ def _check_keeps_some(schedule: list[float], total: int) -> None:
         )
 
 
-def _next_masks(scores, current: Masks, keep: int, floors, fraction: float, held: list[str]) -> Masks:
+def _next_masks(ranking: Ranking, keep: int, floors, fraction: float, held: list[str]) -> Masks:
     """Global top-k; with floors, layers it would empty are held at their minimum instead."""
     try:
-        return compute_masks(scores, current, keep=keep, floors=floors, held=held)
+        return ranking.top(keep, floors, held)
     except FloorError as exc:
         raise UsageError(
             f"sparsity {fraction} keeps {keep} weights, fewer than the {exc.needed} the collapse guard "

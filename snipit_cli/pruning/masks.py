@@ -2,8 +2,8 @@
 
 Scores are passed apart from the weights (as ``importance_scores=`` in torch.nn.utils.prune), so
 the same function serves every criterion, and the pruning loop (``pruning.engine``) takes each
-step through it; :func:`silent_layers` is the one question the loop asks of a step's scores
-besides the masks. :func:`apply_masks` writes masks into the weights, after a pruning step and
+step through its :class:`Ranking`, the scores flattened once; which layers are silent
+(:func:`silent_layers`) is the one question the loop asks of a step's scores besides the masks. :func:`apply_masks` writes masks into the weights, after a pruning step and
 after every optimizer step of training alike.
 """
 
@@ -42,7 +42,7 @@ def compute_masks(
     ranking would have left them under) are appended to ``held``; a :class:`FloorError` says the
     floors add up to more than ``keep``.
     """
-    return _Ranking(scores, current).top(keep, floors, held)
+    return Ranking(scores, current).top(keep, floors, held)
 
 
 def silent_layers(scores: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor]) -> list[str]:
@@ -57,12 +57,13 @@ def silent_layers(scores: Mapping[str, torch.Tensor], current: Mapping[str, torc
     return [n for n, (alive, signal) in zip(scores, flags, strict=True) if alive and not signal]
 
 
-class _Ranking:
+class Ranking:
     """One step's scores, flattened once into a single tensor (pruned entries at -inf).
 
-    The global top-k and which layers fall under their floor are answered from these two flat
-    tensors, without per-layer copies or a device sync per layer: on an 11.7M-weight ResNet-18
-    the bookkeeping costs a few passes over one tensor, not a few passes per layer.
+    The global top-k, which layers fall under their floor and which layers are silent are
+    answered from these two flat tensors, without per-layer copies or a device sync per layer: on
+    an 11.7M-weight ResNet-18 the bookkeeping costs a few passes over one tensor, not a few passes
+    per layer. The pruning loop builds one per step and asks it both questions.
     """
 
     def __init__(self, scores: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor]):
@@ -81,6 +82,13 @@ class _Ranking:
     @property
     def n_alive(self) -> int:
         return sum(self.alive_per_layer)
+
+    def silent_layers(self) -> list[str]:
+        """As :func:`silent_layers`, from the flat tensors (pruned entries are -inf, not zero)."""
+        signal = _per_layer_counts((self.flat != 0) & self.alive, self.sizes)
+        return [
+            n for n, a, s in zip(self.names, self.alive_per_layer, signal, strict=True) if a and not s
+        ]
 
     def top(self, keep: int, floors: Mapping[str, int] | None = None, held: list[str] | None = None) -> Masks:
         """The ``keep`` best alive weights; with ``floors``, layers the plain ranking would leave

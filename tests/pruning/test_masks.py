@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from snipit_cli.errors import NumericsError
 from snipit_cli.pruning.masks import (
     FloorError,
+    Ranking,
     apply_masks,
     compute_masks,
     count_kept,
@@ -125,3 +126,5 @@ def test_the_global_top_k_is_the_stable_sorts_first_k(sizes, levels, dead, share
     expected = _sorted_top_k(scores, current, keep)
     assert all(torch.equal(got[k], expected[k]) for k in scores)
     assert sum(int(m.sum()) for m in got.values()) == keep
+    # the loop's question of the same step, asked of the flat ranking, as the plain function answers it
+    assert Ranking(scores, current).silent_layers() == silent_layers(scores, current)
