@@ -115,10 +115,7 @@ def _choose_units(model, unit_graph, criterion, data, schedule, example, options
         raise ModelError(
             f"the model has no prunable channel group{kept}; check the model or the --exclude patterns"
         )
-    roots = [g.root for g in unit_graph.groups]
-    measure = removal_measure(
-        model, target=options.target, example=example, protected=names, exclude=exclude, roots=roots
-    )
+    measure = removal_measure(model, target=options.target, example=example, unit_graph=unit_graph)
     return prune_units(
         model,
         groups=unit_graph.groups,
