@@ -92,13 +92,18 @@ def prune_units(
         with gates_installed(model, groups, ctx.gates):  # scoring the gated model = the slimmed one
             scores = criterion.score_units(ctx)
         order = _removal_order(scores, gates, floors, groups)
-        chosen = _fewest_reaching(order, gates, fraction, measure)
+        chosen, achieved = _fewest_reaching(order, gates, fraction, measure)
         for g, u in chosen:
             gates[g][u] = 0.0
         if round_to > 1 and step == len(schedule) - 1:
             _round_kept(gates, scores, groups, round_to)
-        gates[:] = sync.broadcast(gates)
-        result.achieved_per_step.append(measure(result.pruned) if measure else result.node_sparsity)
+            achieved = None  # units came back: measure again
+        gates[:] = sync.broadcast(gates)  # rank 0's choice, which its search measured
+        if measure is None:
+            achieved = result.node_sparsity
+        elif achieved is None or sync.world_size > 1:
+            achieved = measure(result.pruned)
+        result.achieved_per_step.append(achieved)
         progress.end_step(step, sum(int(g.sum()) for g in gates), result.total_units)
     result.at_floor = [groups[i].root for i, g in enumerate(gates) if int(g.sum()) <= floors[i] < bases[i]]
     return result
@@ -131,26 +136,57 @@ def _removal_order(scores, gates, floors, groups) -> list[tuple[int, int]]:
     return [(g, u) for _, g, u in candidates]
 
 
-def _fewest_reaching(order, gates, fraction, measure: Measure | None) -> list[tuple[int, int]]:
-    """The shortest prefix of ``order`` whose removal reaches ``fraction`` (all of it if none does)."""
+def _fewest_reaching(
+    order, gates, fraction, measure: Measure | None
+) -> tuple[list[tuple[int, int]], float | None]:
+    """The shortest prefix of ``order`` whose removal reaches ``fraction`` (all of it if none does),
+    and what it removes as ``measure`` counts it (None without a measure)."""
     total = sum(g.numel() for g in gates)
     pruned_now = total - sum(int(g.sum()) for g in gates)
     if measure is None:
-        return order[: max(0, min(len(order), round(fraction * total) - pruned_now))]
+        return order[: max(0, min(len(order), round(fraction * total) - pruned_now))], None
+    already = [torch.nonzero(g == 0).flatten().tolist() for g in gates]
+    measured: dict[int, float] = {}
 
-    def reached(n: int) -> bool:
-        trial = [torch.nonzero(g == 0).flatten().tolist() for g in gates]
+    def removed(n: int) -> float:
+        trial = [list(units) for units in already]
         for g, u in order[:n]:
             trial[g].append(u)
-        return measure(trial) >= fraction
+        measured[n] = measure(trial)
+        return measured[n]
 
-    lo, hi = 0, len(order)
-    if not reached(hi):
-        return order
-    while lo < hi:  # smallest n with reached(n); the measures grow with every unit removed
-        mid = (lo + hi) // 2
-        if reached(mid):
-            hi = mid
+    n = smallest_reaching(removed, len(order), fraction)
+    n = len(order) if n is None else n
+    return order[:n], measured.get(n)
+
+
+def smallest_reaching(amount: Callable[[int], float], n_max: int, fraction: float) -> int | None:
+    """The smallest n in 0..n_max with ``amount(n) >= fraction`` for a non-decreasing ``amount``
+    (None if even n_max falls short), in few calls: each call is a trial surgery and a MACs count.
+
+    The bracket narrows by interpolation (what a prefix of units removes is close to linear in
+    its length, so a step usually lands next to the answer), falling back to bisection whenever
+    interpolation failed to halve the bracket, so it never needs more calls than about twice a
+    bisection. Monotone ``amount`` makes the answer unique: the same as bisection finds.
+    """
+    hi, f_hi = n_max, amount(n_max)
+    if f_hi < fraction:
+        return None
+    lo, f_lo = 0, amount(0)
+    if f_lo >= fraction:
+        return 0
+    bisect = False
+    while hi - lo > 1:
+        width = hi - lo
+        if bisect or f_hi <= f_lo:
+            mid = (lo + hi) // 2
+        else:  # the first n the line through the bracket's ends says reaches, kept inside it
+            guess = lo + (fraction - f_lo) * width / (f_hi - f_lo)
+            mid = min(hi - 1, max(lo + 1, math.ceil(guess - 1e-9)))
+        f_mid = amount(mid)
+        if f_mid >= fraction:
+            hi, f_hi = mid, f_mid
         else:
-            lo = mid + 1
-    return order[:lo]
+            lo, f_lo = mid, f_mid
+        bisect = not bisect and hi - lo > width // 2
+    return hi
