@@ -92,7 +92,8 @@ def prune_units(
         with gates_installed(model, groups, ctx.gates):  # scoring the gated model = the slimmed one
             scores = criterion.score_units(ctx)
         order = _removal_order(scores, gates, floors, groups)
-        chosen, achieved = _fewest_reaching(order, gates, fraction, measure)
+        start = result.achieved_per_step[-1] if result.achieved_per_step else 0.0  # no unit is out yet
+        chosen, achieved = _fewest_reaching(order, gates, fraction, measure, start)
         for g, u in chosen:
             gates[g][u] = 0.0
         if round_to > 1 and step == len(schedule) - 1:
@@ -137,10 +138,11 @@ def _removal_order(scores, gates, floors, groups) -> list[tuple[int, int]]:
 
 
 def _fewest_reaching(
-    order, gates, fraction, measure: Measure | None
+    order, gates, fraction, measure: Measure | None, start: float | None = None
 ) -> tuple[list[tuple[int, int]], float | None]:
     """The shortest prefix of ``order`` whose removal reaches ``fraction`` (all of it if none does),
-    and what it removes as ``measure`` counts it (None without a measure)."""
+    and what it removes as ``measure`` counts it (None without a measure). ``start`` is what the
+    gates remove now, when known."""
     total = sum(g.numel() for g in gates)
     pruned_now = total - sum(int(g.sum()) for g in gates)
     if measure is None:
@@ -155,38 +157,52 @@ def _fewest_reaching(
         measured[n] = measure(trial)
         return measured[n]
 
-    n = smallest_reaching(removed, len(order), fraction)
+    n = smallest_reaching(removed, len(order), fraction, start=start)
     n = len(order) if n is None else n
     return order[:n], measured.get(n)
 
 
-def smallest_reaching(amount: Callable[[int], float], n_max: int, fraction: float) -> int | None:
+def smallest_reaching(
+    amount: Callable[[int], float], n_max: int, fraction: float, *, start: float | None = None
+) -> int | None:
     """The smallest n in 0..n_max with ``amount(n) >= fraction`` for a non-decreasing ``amount``
     (None if even n_max falls short), in few calls: each call is a trial surgery and a MACs count.
 
-    The bracket narrows by interpolation (what a prefix of units removes is close to linear in
-    its length, so a step usually lands next to the answer), falling back to bisection whenever
-    interpolation failed to halve the bracket, so it never needs more calls than about twice a
-    bisection. Monotone ``amount`` makes the answer unique: the same as bisection finds.
+    ``start`` is ``amount(0)`` when the caller knows it (the previous step's figure). The first
+    guess assumes what is left removes linearly; then each guess is the secant through the last
+    two points (what a prefix of units removes is close to linear in its length, so guesses land
+    next to the answer), a little past it until an upper end is found, then strictly inside the
+    bracket, with a bisection after two guesses in a row that failed to halve it. A monotone ``amount`` makes
+    the answer unique: the same as bisection finds.
     """
-    hi, f_hi = n_max, amount(n_max)
-    if f_hi < fraction:
-        return None
-    lo, f_lo = 0, amount(0)
+    f_lo = amount(0) if start is None else start
     if f_lo >= fraction:
         return 0
-    bisect = False
-    while hi - lo > 1:
-        width = hi - lo
-        if bisect or f_hi <= f_lo:
-            mid = (lo + hi) // 2
-        else:  # the first n the line through the bracket's ends says reaches, kept inside it
-            guess = lo + (fraction - f_lo) * width / (f_hi - f_lo)
-            mid = min(hi - 1, max(lo + 1, math.ceil(guess - 1e-9)))
-        f_mid = amount(mid)
-        if f_mid >= fraction:
-            hi, f_hi = mid, f_mid
+    lo, hi = 0, None  # amount(lo) < fraction <= amount(hi); hi None: not found yet
+    prev, last = None, (0, f_lo)
+    guess: float = (fraction - f_lo) / max(1.0 - f_lo, 1e-12) * n_max
+    bisect, slow = False, 0
+    while hi is None or hi - lo > 1:
+        top = n_max if hi is None else hi - 1
+        if lo >= top and hi is None:
+            return None  # amount(n_max) < fraction
+        bracketed = hi is not None
+        width = (hi or 0) - lo
+        if bisect:
+            guess = (lo + top + 1) / 2
+        elif prev is not None and last[1] != prev[1]:
+            guess = last[0] + (fraction - last[1]) * (last[0] - prev[0]) / (last[1] - prev[1])
+        if not math.isfinite(guess):  # a secant through two nearly equal figures
+            guess = (lo + top + 1) / 2
+        if not bracketed:  # aim a little past, so that the next point is likely an upper end
+            guess = lo + 1.25 * (guess - lo) + 1
+        n = min(top, max(lo + 1, math.ceil(guess - 1e-9)))
+        f = amount(n)
+        if f >= fraction:
+            hi = n
         else:
-            lo, f_lo = mid, f_mid
-        bisect = not bisect and hi - lo > width // 2
+            lo = n
+        slow = slow + 1 if bracketed and hi is not None and hi - lo > width // 2 else 0
+        bisect = slow >= 2  # two guesses in a row that did not halve the bracket
+        prev, last = last, (n, f)
     return hi
