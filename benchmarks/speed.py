@@ -424,7 +424,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="overhead,memory,slim,peers")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--merge", action="store_true", help="replace only these sections in --out's JSON")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's]")
+    parser.add_argument("--models", default=None, help="overhead: only these models (comma-separated specs)")
     args = parser.parse_args(argv)
+    if args.threads:  # 1: a busy second core then slows the runs instead of stalling torch's pool
+        torch.set_num_threads(args.threads)
+    if args.models:
+        OVERHEAD_CASES[:] = [c for c in OVERHEAD_CASES if c[0] in args.models.split(",")]
     sections = args.only.split(",")
     results = {
         "meta": {
