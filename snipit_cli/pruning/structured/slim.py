@@ -88,8 +88,8 @@ def slim_model(
     found = unremovable_groups(model, unit_graph=unit_graph, probe=probe, protected=names)
     _keep_dense(unit_graph, found, sync, "without one of its units")
     for attempt in range(MAX_RESTARTS + 1):
-        result = _choose_units(model, unit_graph, criterion, data, schedule, example, options, exclude, seed,
-                               progress, sync, dense_units, names)  # fmt: skip
+        result = _choose_units(model, unit_graph, criterion, data, schedule, example, options, seed, progress,
+                               sync, dense_units)  # fmt: skip
         # Prove before cutting: the final widths on a copy; a group that breaks there is kept
         # dense and the choice is made again without it (the ranking is global).
         final = dict(enumerate(result.gates))
@@ -107,8 +107,8 @@ def slim_model(
     return SlimOutcome(result, dense, record_slim(model, _reference(arch, dense)), unit_graph, equivalence)
 
 
-def _choose_units(model, unit_graph, criterion, data, schedule, example, options, exclude, seed, progress, sync,
-                  dense_units, names) -> UnitPruneResult:  # fmt: skip
+def _choose_units(model, unit_graph, criterion, data, schedule, example, options, seed, progress, sync,
+                  dense_units) -> UnitPruneResult:  # fmt: skip
     """One SNAP-it run over the groups of ``unit_graph`` (gates only, the model is not changed)."""
     if not unit_graph.groups:
         kept = f" (kept whole: {'; '.join(unit_graph.kept[:3])})" if unit_graph.kept else ""
