@@ -11,6 +11,7 @@ on the same batches. Without onnxruntime the file is written unchecked, and a no
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from snipit_cli.models.input_spec import InputSpec
 from snipit_cli.models.storage import dense_nbytes
 from snipit_cli.workflows.documents import file_block, ordered, run_block
 from snipit_cli.workflows.session import ModelOptions, load, model_document, open_session
+
+Runner = Callable[[np.ndarray], np.ndarray]  # the file's graph on onnxruntime (onnx_export.onnx_runner)
 
 #: The largest |onnx - torch| allowed: RTOL of the output's scale (max |torch output|) plus ATOL,
 #: so an export of a model with tiny logits (random-init EfficientNet: 1e-5) is still held to them.
@@ -64,12 +67,13 @@ def run_export(request: ExportRequest) -> dict[str, Any]:
     def write(tmp: Path) -> None:
         checked["opset"] = onnx_export.export_onnx(model, probe_batch(spec.size, 2), tmp, request.opset)
         if onnx_export.has_onnxruntime():
-            checked["parity"] = _parity(model, tmp, spec, request.check_batches, loaded.source)
+            checked["run"] = onnx_export.onnx_runner(tmp)  # the graph is in memory: it outlives the rename
+            checked["parity"] = _parity(model, checked["run"], spec, request.check_batches, loaded.source)
 
     write_atomic(output, write)
     latency = None
     if "parity" in checked:
-        latency = _latency(model, output, spec, request)
+        latency = _latency(model, checked["run"], spec, request)
     else:
         notes.append(f"onnxruntime is not installed: the file was not run or checked ({onnx_export.EXTRA})")
     return ordered(
@@ -112,9 +116,10 @@ def _check_request(request: ExportRequest) -> None:
         )
 
 
-def _parity(model: nn.Module, path: Path, spec: InputSpec, batches: list[int], source: str) -> dict[str, Any]:
+def _parity(
+    model: nn.Module, run: Runner, spec: InputSpec, batches: list[int], source: str
+) -> dict[str, Any]:
     """|onnx - torch| on a probe batch of each size; refuses a file that computes something else."""
-    run = onnx_export.onnx_runner(path)
     diffs, scale = {}, 0.0
     for batch in batches:
         x = probe_batch(spec.size, batch, seed=batch)
@@ -142,9 +147,8 @@ def _parity(model: nn.Module, path: Path, spec: InputSpec, batches: list[int], s
     }
 
 
-def _latency(model: nn.Module, path: Path, spec: InputSpec, request: ExportRequest) -> dict[str, Any]:
+def _latency(model: nn.Module, run: Runner, spec: InputSpec, request: ExportRequest) -> dict[str, Any]:
     """Both runtimes on the same probe batch, one after the other per batch size, median of repeats."""
-    run = onnx_export.onnx_runner(path)
     results = {}
     for batch in request.check_batches:
         x = probe_batch(spec.size, batch)
