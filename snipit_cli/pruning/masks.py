@@ -3,8 +3,9 @@
 Scores are passed apart from the weights (as ``importance_scores=`` in torch.nn.utils.prune), so
 the same function serves every criterion, and the pruning loop (``pruning.engine``) takes each
 step through its :class:`Ranking`, the scores flattened once; which layers are silent
-(:func:`silent_layers`) is the one question the loop asks of a step's scores besides the masks. :func:`apply_masks` writes masks into the weights, after a pruning step and
-after every optimizer step of training alike.
+(:func:`silent_layers`) is the one question the loop asks of a step's scores besides the masks.
+:func:`apply_masks` writes masks into the weights, after a pruning step and after every optimizer
+step of training alike.
 """
 
 from __future__ import annotations
@@ -47,14 +48,9 @@ def compute_masks(
 
 def silent_layers(scores: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor]) -> list[str]:
     """Layers with alive weights that all score exactly zero (no gradient reached them), with a
-    single device sync. Zero as ranked: in float32, like :func:`compute_masks`."""
-    flags = torch.stack(
-        [
-            torch.stack([current[n].any(), ((s.detach().float() != 0) & current[n]).any()])
-            for n, s in scores.items()
-        ]
-    ).tolist()
-    return [n for n, (alive, signal) in zip(scores, flags, strict=True) if alive and not signal]
+    single device sync. Zero as ranked: in float32, like :func:`compute_masks` (and, like it, a
+    NaN or Inf score is refused)."""
+    return Ranking(scores, current).silent_layers()
 
 
 class Ranking:
