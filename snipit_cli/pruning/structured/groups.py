@@ -54,6 +54,11 @@ class UnitGroup:
     consumers: list[Site] = field(default_factory=list)
     layer_norms: list[Site] = field(default_factory=list)
     members: list[str] = field(default_factory=list)
+    #: Every named module whose width the group changes, ``"out"`` or ``"in"``: what the
+    #: analytic params/MACs count reads (:mod:`~snipit_cli.pruning.structured.counting`).
+    widths: list[tuple[str, Site]] = field(default_factory=list)
+    #: True when the group also slices a free ``nn.Parameter`` (ViT's pos_embed).
+    slices_free_parameter: bool = False
 
     @property
     def size(self) -> int:
@@ -301,9 +306,14 @@ def _unit_group(
     )
     for item in group:
         module = item.dep.target.module
-        if module not in names or item.dep.target.type == tp.ops.OPTYPE.PARAMETER:
+        if item.dep.target.type == tp.ops.OPTYPE.PARAMETER:
+            result.slices_free_parameter = True
+            continue
+        if module not in names:
             continue
         site = Site(names[module], torch.as_tensor(list(item.idxs)), unit_of[torch.as_tensor(item.root_idxs)])
+        direction = "out" if graph.is_out_channel_pruning_fn(item.dep.handler) else "in"
+        result.widths.append((direction, site))
         if graph.is_in_channel_pruning_fn(item.dep.handler) and isinstance(module, nn.Conv2d | nn.Linear):
             result.consumers.append(site)
         elif isinstance(module, MIXING_NORMS) and graph.is_out_channel_pruning_fn(item.dep.handler):

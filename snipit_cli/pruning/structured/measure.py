@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from snipit_cli.metrics.macs import count_macs
+from snipit_cli.pruning.structured.counting import Counter, width_counter
 from snipit_cli.pruning.structured.engine import Measure
 from snipit_cli.pruning.structured.groups import UnitGraph
 from snipit_cli.pruning.structured.surgery import remove_units
@@ -15,12 +18,12 @@ from snipit_cli.pruning.structured.trials import graph_copy
 def removal_measure(
     model: nn.Module, *, target: str, example: torch.Tensor, unit_graph: UnitGraph
 ) -> Measure | None:
-    """Fraction of params or MACs a selection removes, by removing it from a copy (``None`` for
-    nodes: the engine then counts units itself).
+    """Fraction of params or MACs a selection removes (``None`` for nodes: the engine then
+    counts units itself).
 
-    The copy takes ``model``'s traced graph along (:func:`graph_copy`) instead of tracing again:
-    the bisection of ``--target params|macs`` measures a dozen selections per step, and the trace
-    was most of what each cost.
+    Counted from the widths the selection leaves (:mod:`.counting`) where the model allows,
+    else by removing it from a copy; the first selection is counted both ways, and a mismatch
+    means trial copies for the rest of the run (the width count is only a shortcut).
     """
     if target == "nodes":
         return None
@@ -35,9 +38,26 @@ def removal_measure(
 
     dense_amount = count(model)
 
-    def removed(pruned: list[list[int]]) -> float:
+    def on_a_copy(pruned: Sequence[Sequence[int]]) -> int:
         trial, trial_graph = graph_copy(model, unit_graph)
         remove_units(trial, trial_graph, pruned)
-        return 1.0 - count(trial.eval()) / dense_amount
+        return count(trial.eval())
 
-    return removed
+    counter = _checked(width_counter(model, unit_graph.groups, target=target, input_size=size), on_a_copy)
+    return lambda pruned: 1.0 - counter(pruned) / dense_amount
+
+
+def _checked(shortcut: Counter | None, reference: Counter) -> Counter:
+    """``shortcut`` once its first answer equals ``reference``'s, else ``reference``."""
+    if shortcut is None:
+        return reference
+    trusted: list[Counter] = []
+
+    def count(pruned: Sequence[Sequence[int]]) -> int:
+        if trusted:
+            return trusted[0](pruned)
+        exact = reference(pruned)
+        trusted.append(shortcut if shortcut(pruned) == exact else reference)
+        return exact
+
+    return count
