@@ -209,6 +209,7 @@ def test_a_group_the_chosen_widths_break_is_kept_dense_and_the_run_goes_on(cli, 
     assert kept.startswith("a (at its chosen width, the forward fails: ValueError: expected 6 channels or more, got ")
     assert doc["nodes"] == {"dense": 2, "remaining": 1}  # chosen again without a: hidden's 2 units
     assert doc["pruning"]["equivalence"]["precision"] == "float64"
+    assert doc["pruning"]["equivalence"]["samples"] == 2  # of the batch of 4: a coupling error shows in any
     assert doc["pruning"]["equivalence"]["max_rel_diff"] <= doc["pruning"]["equivalence"]["tolerance"] == 1e-6
     slim = load_model(tmp_path / "six.safetensors", arch="tiny_models:NeedsSixChannels")
     assert (slim.a.out_channels, slim.hidden.out_features) == (8, 1)

@@ -3,7 +3,9 @@
 After surgery the slim model must reproduce the original with the removed units' gates at zero
 (relative max difference <= :data:`~snipit_cli.pruning.structured.trials.TOLERANCE` on a
 calibration batch, eval mode, in float64 where the model runs in it); otherwise nothing is written
-and the error names the group that breaks it. The trials before (``slim.py``) make this a
+and the error names the group that breaks it. A few samples prove it as well as a whole batch
+(a coupling error changes every output), and float64 convolutions are slow: the check takes the
+first :data:`CHECK_SAMPLES` of the batch. The trials before (``slim.py``) make this a
 confirmation: a group that would fail it is kept dense before the surgery.
 """
 
@@ -22,6 +24,10 @@ from snipit_cli.pruning.structured.surgery import remove_units
 from snipit_cli.pruning.structured.trials import exact_arithmetic, relative_difference, removal_failure
 
 
+#: Samples of the calibration batch the check runs on.
+CHECK_SAMPLES = 2
+
+
 @dataclass(frozen=True)
 class Equivalence:
     """What the check measured: the difference, the tolerance it met, the arithmetic used."""
@@ -29,9 +35,15 @@ class Equivalence:
     max_rel_diff: float
     tolerance: float
     precision: str  # "float64", or the model's own dtype when its code does not run in float64
+    samples: int
 
     def as_json(self) -> dict:
-        return {"max_rel_diff": self.max_rel_diff, "tolerance": self.tolerance, "precision": self.precision}
+        return {
+            "max_rel_diff": self.max_rel_diff,
+            "tolerance": self.tolerance,
+            "precision": self.precision,
+            "samples": self.samples,
+        }
 
 
 def remove_and_check(
@@ -45,6 +57,7 @@ def remove_and_check(
 ) -> Equivalence:
     """Surgery on ``model`` (the units whose gate is 0), then :func:`check_equivalence` against
     ``dense``, its copy from before; whatever the user's model raises names the group."""
+    batch = batch[:CHECK_SAMPLES]
     pruned = [torch.nonzero(g == 0).flatten().tolist() for g in gates]
     try:
         remove_units(model, unit_graph, pruned)
@@ -85,7 +98,7 @@ def check_equivalence(
                 f"the slimmed model does not match the gated original (relative difference {diff:.2e} > "
                 f"{tolerance:g}){culprit}; nothing was written"
             )
-    return Equivalence(diff, tolerance, str(precise.dtype).removeprefix("torch."))
+    return Equivalence(diff, tolerance, str(precise.dtype).removeprefix("torch."), len(precise))
 
 
 def _first_broken_group(dense, unit_graph, gates, batch, protected, tolerance=None) -> str:
