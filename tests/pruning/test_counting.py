@@ -49,7 +49,10 @@ def test_the_width_count_equals_the_count_of_the_slim_copy(spec):
     model = build_model(parse_arch(spec, num_classes=10)).eval()
     unit_graph = _traced(model)
     rng = random.Random(spec)
-    selections = [[[] for _ in unit_graph.groups], *(_random_selection(unit_graph.groups, rng) for _ in range(2))]
+    selections = [
+        [[] for _ in unit_graph.groups],
+        *(_random_selection(unit_graph.groups, rng) for _ in range(2)),
+    ]
     for target in ("macs", "params"):
         counter = width_counter(model, unit_graph.groups, target=target, input_size=SIZE)
         assert counter is not None, target
@@ -83,7 +86,9 @@ class FreeScale(nn.Module):
 def test_a_matmul_outside_the_layers_or_a_free_parameter_is_not_counted_by_width():
     attention = Attention()
     graph = _traced(attention, (3, 4, 4))
-    assert graph.groups and width_counter(attention, graph.groups, target="macs", input_size=(3, 4, 4)) is None
+    assert (
+        graph.groups and width_counter(attention, graph.groups, target="macs", input_size=(3, 4, 4)) is None
+    )
     free = FreeScale()
     graph = _traced(free, (3, 8, 8))
     assert graph.groups and width_counter(free, graph.groups, target="params", input_size=(3, 8, 8)) is None
@@ -96,7 +101,9 @@ def test_the_measure_counts_on_copies_where_widths_cannot_and_agrees_with_them()
     measure = removal_measure(attention, target="macs", example=torch.zeros(1, *size), unit_graph=graph)
     pruned = [[0, 1] if g.size > 2 else [] for g in graph.groups]
     dense = count_macs(attention, size)
-    assert measure(pruned) == pytest.approx(1 - _removed_on_a_copy(attention, graph, pruned, "macs", size) / dense)
+    assert measure(pruned) == pytest.approx(
+        1 - _removed_on_a_copy(attention, graph, pruned, "macs", size) / dense
+    )
     assert measure(pruned) > 0
 
 

@@ -13,6 +13,7 @@ from snipit_cli.pruning.structured.engine import prune_units
 from snipit_cli.pruning.structured.gates import gates_installed
 from snipit_cli.pruning.structured.groups import find_unit_groups
 from snipit_cli.pruning.structured.surgery import remove_units
+from snipit_cli.sync import LOCAL
 
 
 class Residual(nn.Module):
@@ -275,3 +276,53 @@ def test_comparisons_run_in_float64_unless_the_model_fixes_its_dtype():
     with exact_arithmetic([fixed], batch) as (precise, tolerance):
         assert precise.dtype == torch.float32 and tolerance == NATIVE_TOLERANCE == 1e-4
     assert fixed.a.weight.dtype == torch.float32
+
+
+def test_later_steps_score_the_slim_copy_with_the_gated_originals_scores():
+    from snipit_cli.pruning.structured.engine import _scores
+    from snipit_cli.pruning.structured.trials import slim_view
+
+    model = _residual()
+    unit_graph = _graph(model)
+    gates = [torch.ones(g.size) for g in unit_graph.groups]
+    gates[_index_of(unit_graph, "stem.0")][[1, 4]] = 0.0
+    gates[_index_of(unit_graph, "branch.0")][[0, 3]] = 0.0
+    view = slim_view(model, unit_graph, example=torch.zeros(1, 3, 8, 8), protected=["head"], exclude=())(
+        gates
+    )
+    assert (
+        view is not None and view.model.stem[0].out_channels == 4 and view.model.branch[0].out_channels == 3
+    )
+    assert model.stem[0].out_channels == 6  # the original is untouched
+    data = SyntheticData("synthetic", 4, 2, 0, size=(3, 8, 8), num_classes=4)
+    criterion = create_criterion("snap-it", "units")
+
+    def scores(on_view):
+        return _scores(criterion, model, unit_graph.groups, gates, on_view, data.batches(0),
+                       torch.Generator(), LOCAL)  # fmt: skip
+
+    gated, slim = scores(None), scores(view)
+    for g, s, gate in zip(gated, slim, gates, strict=True):
+        alive = gate.bool()
+        torch.testing.assert_close(s[alive], g[alive], rtol=1e-5, atol=0)  # the same network, re-cut
+        assert (s[~alive] == 0).all()
+
+
+def test_a_copy_the_models_code_cannot_run_at_its_width_gives_no_slim_view():
+    from snipit_cli.pruning.structured.trials import slim_view
+
+    class FixedWidth(Residual):
+        def forward(self, x):
+            x = self.stem(x)
+            assert x.shape[1] == 6, "this code needs 6 channels"
+            return self.head(torch.relu(x + self.branch(x)).mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = FixedWidth().eval()
+    unit_graph = _graph(model)
+    gates = [torch.ones(g.size) for g in unit_graph.groups]
+    gates[_index_of(unit_graph, "stem.0")][0] = 0.0
+    assert (
+        slim_view(model, unit_graph, example=torch.zeros(1, 3, 8, 8), protected=["head"], exclude=())(gates)
+        is None
+    )

@@ -219,7 +219,12 @@ def _trace_failure(exc: Exception) -> str:
     """One line: which op torch-pruning's graph could not follow, and what to do."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if "torch_pruning" in f.filename]
     where = next(
-        (op for f in reversed(frames) for key, op in _TRACED_OPS.items() if key in f.name or key in f.filename),
+        (
+            op
+            for f in reversed(frames)
+            for key, op in _TRACED_OPS.items()
+            if key in f.name or key in f.filename
+        ),
         "an op of the model",
     )
     first = (str(exc).strip().splitlines() or [""])[0][:120]

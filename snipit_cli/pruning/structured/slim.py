@@ -29,7 +29,7 @@ from snipit_cli.pruning.structured.groups import UnitGraph, find_unit_groups
 from snipit_cli.pruning.structured.heads import classifier_layers, module_names
 from snipit_cli.pruning.structured.measure import removal_measure
 from snipit_cli.pruning.structured.options import StructuredOptions
-from snipit_cli.pruning.structured.trials import broken_groups, slim_copy, unremovable_groups
+from snipit_cli.pruning.structured.trials import broken_groups, slim_copy, slim_view, unremovable_groups
 from snipit_cli.pruning.structured.verify import Equivalence, remove_and_check
 from snipit_cli.sync import LOCAL, Sync, scored_together
 from snipit_cli.types import Calibration
@@ -88,8 +88,9 @@ def slim_model(
     found = unremovable_groups(model, unit_graph=unit_graph, probe=probe, protected=names)
     _keep_dense(unit_graph, found, sync, "without one of its units")
     for attempt in range(MAX_RESTARTS + 1):
+        slimmed = slim_view(model, unit_graph, example=example, protected=names, exclude=exclude)
         result = _choose_units(model, unit_graph, criterion, data, schedule, example, options, seed, progress,
-                               sync, dense_units)  # fmt: skip
+                               sync, dense_units, slimmed)  # fmt: skip
         # Prove before cutting: the final widths on a copy; a group that breaks there is kept
         # dense and the choice is made again without it (the ranking is global).
         final = dict(enumerate(result.gates))
@@ -108,7 +109,7 @@ def slim_model(
 
 
 def _choose_units(model, unit_graph, criterion, data, schedule, example, options, seed, progress, sync,
-                  dense_units) -> UnitPruneResult:  # fmt: skip
+                  dense_units, slimmed) -> UnitPruneResult:  # fmt: skip
     """One SNAP-it run over the groups of ``unit_graph`` (gates only, the model is not changed)."""
     if not unit_graph.groups:
         kept = f" (kept whole: {'; '.join(unit_graph.kept[:3])})" if unit_graph.kept else ""
@@ -130,6 +131,7 @@ def _choose_units(model, unit_graph, criterion, data, schedule, example, options
         round_to=options.round_to,
         sync=sync,
         dense_sizes=[(dense_units or {}).get(g.root, g.size) for g in unit_graph.groups],
+        slimmed=slimmed,
     )
 
 

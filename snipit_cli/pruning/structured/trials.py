@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from snipit_cli.pruning.structured.engine import Slimmer, SlimView
 from snipit_cli.pruning.structured.gates import gates_installed
 from snipit_cli.pruning.structured.groups import UnitGraph, find_unit_groups
 from snipit_cli.pruning.structured.surgery import remove_units
@@ -31,7 +32,9 @@ NATIVE_TOLERANCE = 1e-4
 
 
 @contextmanager
-def exact_arithmetic(models: Sequence[nn.Module], batch: torch.Tensor) -> Iterator[tuple[torch.Tensor, float]]:
+def exact_arithmetic(
+    models: Sequence[nn.Module], batch: torch.Tensor
+) -> Iterator[tuple[torch.Tensor, float]]:
     """Run the comparisons in float64: ``models`` converted in place while the context is open
     (float32 -> float64 -> float32 is exact), yielding the batch to use and the tolerance.
 
@@ -124,6 +127,46 @@ def graph_copy(model: nn.Module, unit_graph: UnitGraph) -> tuple[nn.Module, Unit
     return trial, UnitGraph(trial_graph, unit_graph.groups, list(unit_graph.kept), attention)
 
 
+def slim_view(
+    model: nn.Module,
+    unit_graph: UnitGraph,
+    *,
+    example: torch.Tensor,
+    protected: Sequence[str],
+    exclude: Sequence[str],
+) -> Slimmer:
+    """Builds, for given gates, a copy of ``model`` without the gated-off units and its groups
+    traced anew (about 0.1 s for resnet18 at 224 px, against passes at up to half the cost).
+
+    ``None`` when the copy's groups do not line up one to one with the original's alive units
+    (a group the copy's trace leaves out or cuts differently), or when the copy does not run
+    (a width fixed in the model's code, found later by the trials): the step then scores the
+    gated original, which is the same network.
+    """
+
+    def build(gates: list[torch.Tensor]) -> SlimView | None:
+        trial, trial_graph = graph_copy(model, unit_graph)
+        try:
+            remove_units(trial, trial_graph, [torch.nonzero(g == 0).flatten().tolist() for g in gates])
+            modules = dict(trial.eval().named_modules())
+            traced = find_unit_groups(
+                trial, example=example, protected=[modules[n] for n in protected], exclude=exclude
+            )
+        except Exception:  # noqa: BLE001 (the model's code fixes a width: the gated original still runs)
+            return None
+        by_root = {g.root: g for g in traced.groups}
+        groups, alive = [], []
+        for group, gate in zip(unit_graph.groups, gates, strict=True):
+            kept = torch.nonzero(gate).flatten()
+            match = by_root.get(group.root)
+            if match is None or match.size != len(kept) or match.kind != group.kind:
+                return None
+            groups.append(match), alive.append(kept)
+        return SlimView(trial, groups, alive)
+
+    return build
+
+
 def removal_failure(
     model: nn.Module,
     *,
@@ -195,7 +238,12 @@ def broken_groups(
         def trial(indices: list[int]) -> str | None:
             chosen = {i: gates[i] for i in indices}
             return removal_failure(
-                model, unit_graph=unit_graph, gates=chosen, batch=batch, protected=protected, tolerance=tolerance
+                model,
+                unit_graph=unit_graph,
+                gates=chosen,
+                batch=batch,
+                protected=protected,
+                tolerance=tolerance,
             )
 
         def bisect(indices: list[int], failure: str | None) -> None:

@@ -23,7 +23,6 @@ from snipit_cli.pruning.structured.groups import UnitGraph
 from snipit_cli.pruning.structured.surgery import remove_units
 from snipit_cli.pruning.structured.trials import exact_arithmetic, relative_difference, removal_failure
 
-
 #: Samples of the calibration batch the check runs on.
 CHECK_SAMPLES = 2
 
