@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 
 from torch import nn
 
@@ -35,7 +34,11 @@ class _Layer:
     """How one module's count follows its widths: dense widths ``out0``/``in0``, the part that
     scales with kept_out/out0 * kept_in/in0 (a weight, a conv's MACs) and the part that scales
     with kept_out/out0 only (a bias). ``one_width``: in and out are one width (a depthwise
-    conv, whose groups shrink with it; a norm), whichever side a group names."""
+    conv, whose groups shrink with it; a norm), whichever side a group names.
+
+    Counted in floats: every term is an integer count below 2**53 times a share, so the sum of
+    a few hundred rounds to the exact integer (checked against a real removal by the caller).
+    """
 
     out0: int
     in0: int
@@ -43,13 +46,15 @@ class _Layer:
     out_only: int
     one_width: bool = False
 
-    def count(self, removed_out: int, removed_in: int) -> Fraction:
+    def __post_init__(self):
+        self._per_both = self.both / (self.out0 * self.in0)
+        self._per_out = (self.out_only + (self.both if self.one_width else 0)) / self.out0
+
+    def count(self, removed_out: int, removed_in: int) -> float:
         kept_out, kept_in = self.out0 - removed_out, self.in0 - removed_in
         if self.one_width:
-            share = Fraction(min(kept_out, kept_in), self.out0)
-            return (self.both + self.out_only) * share
-        share_out = Fraction(kept_out, self.out0)
-        return self.both * share_out * Fraction(kept_in, self.in0) + self.out_only * share_out
+            return self._per_out * min(kept_out, kept_in)
+        return kept_out * (self._per_both * kept_in + self._per_out)
 
 
 def width_counter(

@@ -45,6 +45,9 @@ def _by_module(groups: Sequence[UnitGroup], kind: str) -> dict[str, list[tuple[i
 
 
 def _channel_multiplier(sites, gates, channels: int, like: torch.Tensor) -> torch.Tensor:
+    if len(sites) == 1 and sites[0][1].in_order and sites[0][1].idxs.numel() == channels:  # most: a gather
+        g, site = sites[0]
+        return gates[g].to(like.device, like.dtype)[site.units.to(like.device)]
     mult = torch.ones(channels, dtype=like.dtype, device=like.device)
     for g, site in sites:
         values = gates[g].to(like.device, like.dtype)[site.units.to(like.device)]

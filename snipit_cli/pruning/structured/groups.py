@@ -41,6 +41,11 @@ class Site:
     module: str
     idxs: torch.Tensor
     units: torch.Tensor
+    #: The i-th index is channel i: a gate there is a plain gather (most layers).
+    in_order: bool = field(init=False)
+
+    def __post_init__(self):
+        self.in_order = bool(torch.equal(self.idxs, torch.arange(self.idxs.numel())))
 
 
 @dataclass
