@@ -15,8 +15,10 @@ Writes ``benchmarks/results/speed.md`` and ``speed.json``. Sections:
 3. slim: structured snap-it at node sparsity 0.3/0.5/0.7 at 224 px; measured CPU latency (batch 1
    and 32, median of >= 20 after warm-up) against the MACs ratio.
 4. peers: torch-pruning's MetaPruner + GroupTaylorImportance at about the same MACs as snipit's
-   structured result (time to prune, MACs, latency), and torch.nn.utils.prune.global_unstructured
-   L1 at the same sparsity as snipit's unstructured runs (time to prune).
+   structured result (time to prune, MACs, latency) on resnet18 and mobilenetv3_small (depthwise),
+   the structured run against the bare dense passes it replaces, a profile of one structured run;
+   and torch.nn.utils.prune.global_unstructured L1 at the same sparsity as snipit's unstructured
+   runs (time to prune).
 """
 
 from __future__ import annotations
@@ -217,16 +219,52 @@ def _slim_row(spec, size, sparsity, round_to, dense_lat, dense_macs, repeats) ->
     return row
 
 
-def peers(repeats: int) -> dict:
+#: Structured peers: one plain net and one depthwise net, 224 px, the issue's case.
+PEER_MODELS = ["timm:resnet18", "timm:mobilenetv3_small_100"]
+#: Where a structured run's time goes, by the function that spends it (cumulative, overlapping:
+#: the slim views and the trials include their own copies and traces).
+PROFILE_PARTS = {
+    "scoring passes (forward+backward over the batches)": ("engine.py", "_scores"),
+    "slim views (copy, surgery, trace) for steps 2..": ("trials.py", "build"),
+    "dependency graph traces (all)": ("groups.py", "find_unit_groups"),
+    "trials before scoring (unremovable groups)": ("trials.py", "unremovable_groups"),
+    "trials before cutting (broken groups)": ("trials.py", "broken_groups"),
+    "--target macs search (width counts + 1 trial)": ("engine.py", "_fewest_reaching"),
+    "surgery + equivalence check": ("verify.py", "remove_and_check"),
+    "graph copies (all)": ("trials.py", "graph_copy"),
+    "MACs counts (flop counter, all)": ("macs.py", "macs_by_module"),
+}
+
+
+def profile_structured(spec: str, size) -> dict:
+    """One cProfile'd run of the peer case: seconds and calls per part of :data:`PROFILE_PARTS`."""
+    import cProfile
+    import pstats
+
+    with tempfile.TemporaryDirectory() as tmp:
+        req = request(spec, size, True, Path(tmp) / "p.safetensors", batches=2, batch_size=16, sparsity=0.5,
+                      target="macs")  # fmt: skip
+        profiler = cProfile.Profile()
+        start = time.perf_counter()
+        profiler.runcall(run_prune, req)
+        total = time.perf_counter() - start
+    stats = pstats.Stats(profiler).stats
+    parts = {}
+    for label, (file, func) in PROFILE_PARTS.items():
+        hits = [(v[1], v[3]) for k, v in stats.items() if k[0].endswith(file) and k[2] == func]
+        parts[label] = {"calls": sum(c for c, _ in hits), "s": sum(t for _, t in hits)}
+    return {"total_s": total, "parts": parts}
+
+
+def structured_peer(spec: str, repeats: int) -> dict:
+    """snipit --structured --target macs 0.5 against MetaPruner + GroupTaylorImportance making
+    the same 7 x 2 passes of 16 images, interleaved; and against the bare dense passes."""
     import torch_pruning as tp
-    from torch.nn.utils import prune as torch_prune
 
     size = (3, 224, 224)
-    spec = "timm:resnet18"
     example = torch.randn(1, *size)
     data = SyntheticData("synthetic", 16, 2, 0, size=size, num_classes=10)
-
-    snipit_times, snipit_macs = [], None
+    snipit_times, meta_times, bare_times = [], [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "s.safetensors"
@@ -234,34 +272,50 @@ def peers(repeats: int) -> dict:
             start = time.perf_counter()
             outcome = run_prune(req)
             snipit_times.append(time.perf_counter() - start)
-            snipit_macs = outcome.report["macs"]["remaining"]
-            snipit_model = outcome.model
-    snipit_lat = measure_latency(snipit_model, size, batch_sizes=(1, 32), repeats=20)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "r.safetensors"
-        rounded = run_prune(
-            request(spec, size, True, out, batches=2, batch_size=16, sparsity=0.5, target="macs", round_to=8)
-        )
-    rounded_lat = measure_latency(rounded.model, size, batch_sizes=(1, 32), repeats=20)
-
-    # MetaPruner: uniform channel ratio r gives MACs ~ (1 - r)^2: r = 1 - sqrt(0.5) for -50% MACs.
-    meta_times = []
-    for _ in range(repeats):
         torch.manual_seed(0)
         model = build_model(parse_arch(spec, num_classes=10))
         start = time.perf_counter()
+        # Uniform channel ratio r gives MACs ~ (1 - r)^2: r = 1 - sqrt(0.5) for about -50% MACs.
         pruner = tp.pruner.MetaPruner(
             model, example, importance=tp.importance.GroupTaylorImportance(), pruning_ratio=1 - 0.5**0.5,
             ignored_layers=[model.get_classifier()],
         )  # fmt: skip
         model.zero_grad()
-        for step in range(7):  # the same passes snip-it makes: 7 rounds x 2 batches of 16
+        for step in range(7):  # the same passes snap-it makes: 7 rounds x 2 batches of 16
             for x, y in data.batches(step):
                 torch.nn.functional.cross_entropy(model(x), y).backward()
         pruner.step()
         meta_times.append(time.perf_counter() - start)
-    meta_macs = count_macs(model, size)
-    meta_lat = measure_latency(model, size, batch_sizes=(1, 32), repeats=20)
+        bare_times.append(bare_passes(spec, size, 7, 2, 16))
+    row = {
+        "model": spec,
+        "snipit": {
+            "prune_s": spread(snipit_times),
+            "macs": outcome.report["macs"]["remaining"],
+            "dense_macs": outcome.report["macs"]["dense"],
+            "latency_ms": measure_latency(outcome.model, size, batch_sizes=(1, 32), repeats=20)[
+                "batch_sizes"
+            ],
+        },
+        "metapruner_taylor": {
+            "prune_s": spread(meta_times),
+            "macs": count_macs(model, size),
+            "latency_ms": measure_latency(model, size, batch_sizes=(1, 32), repeats=20)["batch_sizes"],
+        },
+        "bare_dense_passes_s": spread(bare_times),
+        "time_ratio": spread([s / m for s, m in zip(snipit_times, meta_times, strict=True)]),
+        "vs_dense_passes": spread([s / b for s, b in zip(snipit_times, bare_times, strict=True)]),
+        "profile": profile_structured(spec, size),
+    }
+    print(f"peer {spec}: snipit/MetaPruner {row['time_ratio']['median']:.2f}", file=sys.stderr)
+    return row
+
+
+def peers(repeats: int) -> dict:
+    from torch.nn.utils import prune as torch_prune
+
+    spec = "timm:resnet18"
+    structured = [structured_peer(s, repeats) for s in PEER_MODELS]
 
     def unstructured(method: str) -> list[float]:
         times = []
@@ -286,24 +340,7 @@ def peers(repeats: int) -> dict:
         l1_times.append(time.perf_counter() - start)
     magnitude_times, snipit_u_times = unstructured("magnitude"), unstructured("snip-it")
     return {
-        "structured": {
-            "snipit": {
-                "prune_s": spread(snipit_times),
-                "macs": snipit_macs,
-                "latency_ms": snipit_lat["batch_sizes"],
-            },
-            "snipit_round8": {
-                "prune_s": spread([rounded.report["run"]["seconds"]]),
-                "macs": rounded.report["macs"]["remaining"],
-                "latency_ms": rounded_lat["batch_sizes"],
-            },
-            "metapruner_taylor": {
-                "prune_s": spread(meta_times),
-                "macs": meta_macs,
-                "latency_ms": meta_lat["batch_sizes"],
-            },
-            "time_ratio": statistics.median(snipit_times) / statistics.median(meta_times),
-        },
+        "structured": structured,
         "unstructured": {
             "torch_global_l1_s": spread(l1_times),
             "snipit_magnitude_s": spread(magnitude_times),
@@ -380,29 +417,44 @@ def markdown(results: dict) -> str:
         lines.append("")
     if "peers" in results:
         p = results["peers"]
-        st, un = p["structured"], p["unstructured"]
+        un = p["unstructured"]
         lines += [
             "## 4. Peers, same run",
             "",
-            "Structured, resnet18 @ 224 px, about −50% MACs, 7 rounds × 2 batches of 16 for both:",
+            "Structured, 224 px, `--structured --target macs --sparsity 0.5` against torch-pruning's",
+            "MetaPruner + GroupTaylorImportance at about the same MACs, both making 7 rounds × 2",
+            'batches of 16 (interleaved runs); "bare dense passes" are the 14 forward+backward passes',
+            "on the dense model alone.",
             "",
-            "| tool | time to prune s | MACs | latency ms b1 / b32 |",
-            "|---|---|---|---|",
+            "| model | snipit s | MetaPruner s | snipit ÷ MetaPruner (goal ≤ 1.0) | bare dense passes s "
+            "| snipit ÷ dense passes | MACs snipit / MetaPruner (dense) "
+            "| latency ms b1 / b32 snipit; MetaPruner |",
+            "|---|---|---|---|---|---|---|---|",
         ]
-        tools = {
-            "snipit": "snipit snap-it --target macs 0.5",
-            "snipit_round8": "snipit snap-it --target macs 0.5 --round-to 8 (1 run)",
-            "metapruner_taylor": "torch-pruning MetaPruner + GroupTaylorImportance",
-        }
-        for name, label in tools.items():
-            r = st[name]
+        for r in p["structured"]:
+            sn, mp = r["snipit"], r["metapruner_taylor"]
             lines.append(
-                f"| {label} | {_fmt(r['prune_s'])} | {r['macs']:,} | "
-                f"{r['latency_ms']['1']['median_ms']:.1f} / {r['latency_ms']['32']['median_ms']:.0f} |"
+                f"| {r['model']} | {_fmt(sn['prune_s'])} | {_fmt(mp['prune_s'])} | {_fmt(r['time_ratio'])} | "
+                f"{_fmt(r['bare_dense_passes_s'])} | {_fmt(r['vs_dense_passes'])} | "
+                f"{sn['macs']:,} / {mp['macs']:,} ({sn['dense_macs']:,}) | "
+                f"{sn['latency_ms']['1']['median_ms']:.1f} / {sn['latency_ms']['32']['median_ms']:.0f}; "
+                f"{mp['latency_ms']['1']['median_ms']:.1f} / {mp['latency_ms']['32']['median_ms']:.0f} |"
             )
         lines += [
             "",
-            f"snipit / MetaPruner time: {st['time_ratio']:.2f}",
+            "Profile of one snipit run each (cProfile, so Python-heavy parts read high; parts overlap):",
+            "",
+        ]
+        models = [r["model"] for r in p["structured"]]
+        lines += ["| part | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+        for label in PROFILE_PARTS:
+            cells = [r["profile"]["parts"][label] for r in p["structured"]]
+            lines.append(
+                f"| {label} | " + " | ".join(f"{c['s']:.2f} s ({c['calls']}×)" for c in cells) + " |"
+            )
+        lines.append("| whole run under the profiler | " + " | ".join(
+            f"{r['profile']['total_s']:.2f} s" for r in p["structured"]) + " |")  # fmt: skip
+        lines += [
             "",
             "Unstructured, resnet18 @ 32 px, sparsity 0.9:",
             "",
