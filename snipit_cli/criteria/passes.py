@@ -36,18 +36,23 @@ def _local_sums(
     model: nn.Module, inputs: list[torch.Tensor], batches: Iterable[Batch]
 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """This process's gradient and loss sums and how many batches it read."""
-    grads = [torch.zeros_like(t) for t in inputs]
+    grads: list[torch.Tensor | None] = [None] * len(inputs)
     total_loss = torch.zeros(())
     n_batches = 0
     with _only_these_require_grad(model, inputs), _eval_mode(model):
         for n_batches, (x, y) in enumerate(batches, start=1):
             loss = F.cross_entropy(model(x), y)
             check_loss(loss, n_batches)
-            for acc, g in zip(grads, torch.autograd.grad(loss, inputs, allow_unused=True), strict=True):
-                if g is not None:
-                    acc.add_(g)
+            for i, g in enumerate(torch.autograd.grad(loss, inputs, allow_unused=True)):
+                if g is None:
+                    continue
+                if grads[i] is None:  # the first batch's gradient starts the sum (an expanded one is copied)
+                    grads[i] = g.contiguous()
+                else:
+                    grads[i].add_(g)
             total_loss = total_loss + loss.detach().cpu()
-    return grads, total_loss, torch.tensor(float(n_batches))
+    sums = [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads, strict=True)]
+    return sums, total_loss, torch.tensor(float(n_batches))
 
 
 def check_loss(loss: torch.Tensor, batch_no: int) -> None:

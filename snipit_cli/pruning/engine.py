@@ -112,19 +112,23 @@ def prune(
     _check_keeps_some(schedule, total)
     floors = layer_floors(masks, min_layer_density) if min_layer_density is not None else None
     result = PruneResult(masks=masks, schedule=list(schedule))
+    alive = None  # flat indices of the alive weights per layer, handed from step to step
     for step, fraction in enumerate(schedule):
         reads = n_batches if criterion.needs_data else 0
         progress.start_step(step, len(schedule), fraction, reads)
         batches = counted_batches(batches_for_step(step), progress, result) if reads else ()
         ctx = ScoringContext(model, weights, batches, generator, input_size, sync)
-        ranking = Ranking(criterion.score(ctx), masks)  # a NaN/Inf score is refused here, by layer
+        ranking = Ranking(criterion.score(ctx), masks, alive)  # a NaN/Inf score is refused here, by layer
         silent = ranking.silent_layers()
         if step == 0:  # later, our own pruning may have cut every path: ranking goes on by position
             _check_some_signal(silent, masks, criterion)
         result.zero_score_layers += [n for n in silent if n not in result.zero_score_layers]
-        keep = min(total - count_to_prune(fraction, total), count_kept(masks))
+        keep = min(total - count_to_prune(fraction, total), ranking.n_alive)
         masks = _next_masks(ranking, keep, floors, fraction, result.held_layers)
-        masks = dict(zip(masks, sync.broadcast(list(masks.values())), strict=True))
+        if sync.world_size > 1:  # rank 0's masks; the alive indices are read off them again
+            masks, alive = dict(zip(masks, sync.broadcast(list(masks.values())), strict=True)), None
+        else:
+            alive = ranking.kept
         apply_masks(weights, masks)
         result.kept_per_step.append(keep)
         progress.end_step(step, keep, total)

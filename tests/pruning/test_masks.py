@@ -129,3 +129,33 @@ def test_the_global_top_k_is_the_stable_sorts_first_k(sizes, levels, dead, share
     # the loop's other question of the step, against its definition layer by layer
     expected = [n for n, v in scores.items() if current[n].any() and not (v[current[n]] != 0).any()]
     assert Ranking(scores, current).silent_layers() == silent_layers(scores, current) == expected
+
+
+@pytest.mark.parametrize(
+    "case", ["distinct", "ties", "layered", "sample misses"], ids=lambda c: c.replace(" ", "-")
+)
+def test_the_sampled_threshold_of_a_large_ranking_is_the_stable_sorts(case):
+    """Above 4 x SAMPLE entries the k-th largest is bracketed by a strided sample; the masks stay
+    exactly the stable sort's, also where the sample cannot represent the scores."""
+    from snipit_cli.pruning.masks import SAMPLE
+
+    n = 4 * SAMPLE + 12_345
+    g = torch.Generator().manual_seed(7)
+    flat = {
+        "distinct": lambda: torch.rand(n, generator=g),
+        "ties": lambda: torch.randint(0, 50, (n,), generator=g).float(),  # the threshold sits in a tie
+        "layered": lambda: torch.cat(
+            [torch.rand(n // 2, generator=g) * 1e-6, torch.rand(n - n // 2, generator=g)]
+        ),
+        "sample misses": lambda: torch.zeros(n),
+    }[case]()
+    if case == "sample misses":  # every sampled entry is the largest value: the bracket fails
+        flat[:: n // SAMPLE] = 1.0
+    split = 7 * (n // 21)  # a 2-d layer and a flat one
+    scores = {"a": flat[:split].view(-1, 7), "b": flat[split:]}
+    current = {k: torch.rand(v.shape, generator=g) >= 0.3 for k, v in scores.items()}
+    alive = sum(int(c.sum()) for c in current.values())
+    for keep in (1, alive // 10, alive // 2, alive - 1):
+        got = compute_masks(scores, current, keep=keep)
+        expected = _sorted_top_k(scores, current, keep)
+        assert all(torch.equal(got[k], expected[k]) for k in scores), (case, keep)
