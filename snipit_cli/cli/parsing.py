@@ -120,18 +120,26 @@ def data_options(
 
 
 def structured_options(
-    structured: bool, target: str | None, min_keep: float | None, round_to: int | None
+    structured: bool,
+    target: str | None,
+    min_keep: float | None,
+    round_to: int | None,
+    latency_batch: int | None = None,
 ) -> StructuredOptions | None:
     """``--structured`` and its options (shared by prune and train); the options alone are refused."""
     if not structured:
-        if target is not None or min_keep is not None or round_to is not None:
+        if target is not None or min_keep is not None or round_to is not None or latency_batch is not None:
             raise UsageError(
-                "--target, --min-keep and --round-to apply to --structured pruning; add --structured"
+                "--target, --min-keep, --round-to and --latency-batch apply to --structured pruning; "
+                "add --structured"
             )
         return None
+    if latency_batch is not None and str(target) != "latency":
+        raise UsageError("--latency-batch sets the batch of --target latency; add --target latency")
     defaults = StructuredOptions()
     return StructuredOptions(
         target=str(target) if target else defaults.target,  # a StrEnum member's str is its value
         min_keep=defaults.min_keep if min_keep is None else min_keep,
         round_to=defaults.round_to if round_to is None else round_to,
+        latency_batch=defaults.latency_batch if latency_batch is None else latency_batch,
     )

@@ -50,7 +50,8 @@ def prune(
     target: Annotated[
         opt.Target | None,
         typer.Option(
-            help="With --structured: --sparsity counts nodes, params or MACs removed \\[default: nodes]."
+            help="With --structured: --sparsity counts nodes, params or MACs removed, or the measured "
+            "forward latency cut \\[default: nodes]."
         ),
     ] = None,
     min_keep: Annotated[
@@ -64,6 +65,13 @@ def prune(
         typer.Option(
             help="With --structured: every channel group keeps a multiple of N channels (8 suits CPU "
             "kernels: faster slim models, slightly fewer removed) \\[default: 1]."
+        ),
+    ] = None,
+    latency_batch: Annotated[
+        int | None,
+        typer.Option(
+            help="With --target latency: the batch size the slim model's latency is measured at, on "
+            "the run's device and threads \\[default: 1]."
         ),
     ] = None,
     steps: Annotated[
@@ -165,7 +173,7 @@ def prune(
         command=opt.command_line(),
         report=report,
         force=force,
-        structured=structured_options(structured, target, min_keep, round_to),
+        structured=structured_options(structured, target, min_keep, round_to, latency_batch),
         allow_collapse=allow_collapse,
         storage=storage.value,
     )

@@ -290,6 +290,11 @@ def _prune_options(
                 "--structured, --target, --min-keep and --round-to prune while training: add --method"
             )
         return None
+    if target is not None and str(target) == "latency":
+        raise UsageError(
+            "--target latency is for snipit prune (it times trial models, which training between "
+            "epochs would not leave alone); prune while training with --target macs"
+        )
     from snipit_cli.workflows.train import PruneWhileTraining
 
     return PruneWhileTraining(

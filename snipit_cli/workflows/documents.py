@@ -52,7 +52,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 BLOCKS: dict[str, tuple[str, ...]] = {
     "model": ("source", "arch", "input_size", "input_size_from", "mean", "std", "num_classes", "pretrained"),
     "pruning": ("method", "structured", "schedule", "exclude", "seed", "min_keep", "round_to", "collapse",
-                "calibration", "equivalence", "limits"),
+                "calibration", "equivalence", "limits", "latency"),
     "sparsity": ("target", "achieved", "of", "weights", "nodes"),
     "params": ("total", "nonzero", "prunable", "prunable_nonzero", "dense"),
     "nodes": ("dense", "remaining"),
@@ -72,7 +72,9 @@ BLOCKS: dict[str, tuple[str, ...]] = {
 #: Keys a block has only in some documents: the pruning record of the mode that wrote it, the
 #: shapes of a slim model, tied weights, ratios that need --latency / --eval.
 OPTIONAL: dict[str, frozenset[str]] = {
-    "pruning": frozenset({"min_keep", "round_to", "collapse", "equivalence", "limits", "calibration"}),
+    "pruning": frozenset(
+        {"min_keep", "round_to", "collapse", "equivalence", "limits", "calibration", "latency"}
+    ),
     "layers[]": frozenset({"dense_shape", "tied_to", "macs"}),
     "ratios[]": frozenset({"speedup", "top1_change"}),
 }

@@ -68,6 +68,34 @@ def test_round_to_keeps_multiples_of_n(cli):
     assert doc["pruning"]["round_to"] == 4
 
 
+def test_target_latency_cuts_the_measured_latency_and_reports_both_timings(cli):
+    doc = _json(cli("prune", "snipit:small-cnn", "--arch-kwargs", '{"width": 32}', "--input-size", "1,64,64",
+                    "--structured", "--method", "l1", "--target", "latency", "--sparsity", "0.3",
+                    "--latency-batch", "2", "--json"))  # fmt: skip
+    latency = doc["pruning"]["latency"]
+    assert latency["batch"] == 2 and latency["repeats"] == 20 and latency["device"] == "cpu"
+    assert latency["removed"] == 1 - latency["slim_ms"] / latency["dense_ms"]  # the figure is its timings'
+    assert doc["sparsity"]["of"] == "latency" and doc["sparsity"]["achieved"] == latency["removed"]
+    assert doc["macs"]["removed"] > 0 and doc["nodes"]["remaining"] < doc["nodes"]["dense"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("prune", "snipit:small-cnn", "--structured", "--latency-batch", "4"),
+         "error: --latency-batch sets the batch of --target latency; add --target latency"),
+        (("prune", "snipit:small-cnn", "--structured", "--target", "latency", "--latency-batch", "0"),
+         "error: --latency-batch must be 1 or more, got 0"),
+        (("train", "snipit:small-cnn", "--method", "snap-it", "--structured", "--target", "latency"),
+         "error: --target latency is for snipit prune"),
+    ],
+)  # fmt: skip
+def test_latency_options_out_of_place_are_one_line_errors(cli, mnist, args, message):
+    result = cli(*args, *(("--data", "mnist", "--data-root", mnist) if args[0] == "train" else ()))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(message) and len(result.stderr.splitlines()) == 1
+
+
 def test_train_optimizer_schedule_seed_and_normalisation_options(cli, mnist, tmp_path):
     args = ("train", "snipit:lenet300-100", "--data", "mnist", "--data-root", mnist, "--epochs", "2",
             "--batch-size", "16", "--momentum", "0", "--lr-schedule", "constant", "--lr", "0.01", "--seed",

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from snipit_cli.metrics.latency import measure_latency
 from snipit_cli.metrics.macs import count_macs
 from snipit_cli.pruning.structured.counting import Counter, width_counter
 from snipit_cli.pruning.structured.engine import Measure
@@ -16,10 +17,10 @@ from snipit_cli.pruning.structured.trials import graph_copy
 
 
 def removal_measure(
-    model: nn.Module, *, target: str, example: torch.Tensor, unit_graph: UnitGraph
+    model: nn.Module, *, target: str, example: torch.Tensor, unit_graph: UnitGraph, latency_batch: int = 1
 ) -> Measure | None:
-    """Fraction of params or MACs a selection removes (``None`` for nodes: the engine then
-    counts units itself).
+    """Fraction of params, MACs or latency a selection removes (``None`` for nodes: the engine
+    then counts units itself).
 
     Counted from the widths the selection leaves (:mod:`.counting`) where the model allows,
     else by removing it from a copy; the first selection is counted both ways, and a mismatch
@@ -28,6 +29,8 @@ def removal_measure(
     if target == "nodes":
         return None
     size = tuple(example.shape[1:])
+    if target == "latency":
+        return latency_measure(model, unit_graph, size=size, batch=latency_batch, device=example.device)
 
     def count(m: nn.Module) -> int:
         return (
@@ -45,6 +48,37 @@ def removal_measure(
 
     counter = _checked(width_counter(model, unit_graph.groups, target=target, input_size=size), on_a_copy)
     return lambda pruned: 1.0 - counter(pruned) / dense_amount
+
+
+#: Timed forwards per trial of ``--target latency`` (after warm-up): a median of 7 sits within a
+#: few percent on a quiet CPU, and the search makes 3-5 trials a step.
+TRIAL_REPEATS = 7
+
+
+def latency_measure(model: nn.Module, unit_graph: UnitGraph, *, size, batch: int, device) -> Measure:
+    """Fraction of the dense forward latency (median, at ``batch``) a selection removes, each
+    selection timed on a copy by the code ``compare --latency`` uses.
+
+    Latency is measured, not modelled: what a width costs depends on the kernels of the device.
+    The search assumes a non-decreasing measure; timing noise can make a trial read a little
+    off, which moves the step's choice by a few units, and the report gives the final figure
+    measured again, with more repeats.
+    """
+
+    def median_ms(m: nn.Module) -> float:
+        timing = measure_latency(
+            m, size, batch_sizes=(batch,), repeats=TRIAL_REPEATS, warmup=2, device=device
+        )
+        return timing["batch_sizes"][str(batch)]["median_ms"]
+
+    dense_ms = median_ms(model)
+
+    def removed(pruned: Sequence[Sequence[int]]) -> float:
+        trial, trial_graph = graph_copy(model, unit_graph)
+        remove_units(trial, trial_graph, pruned)
+        return 1.0 - median_ms(trial) / dense_ms
+
+    return removed
 
 
 def _checked(shortcut: Counter | None, reference: Counter) -> Counter:

@@ -9,21 +9,26 @@ from dataclasses import dataclass
 
 from snipit_cli.errors import UsageError
 
-#: What ``--sparsity`` counts under ``--structured``: units, parameters or MACs removed.
-TARGETS = ("nodes", "params", "macs")
+#: What ``--sparsity`` counts under ``--structured``: units, parameters or MACs removed, or the
+#: measured forward latency of the slim model (on the run's device, at ``latency_batch``).
+TARGETS = ("nodes", "params", "macs", "latency")
 
 
 @dataclass
 class StructuredOptions:
-    """What ``--structured`` adds: what --sparsity counts, and the per-group floor."""
+    """What ``--structured`` adds: what --sparsity counts, the per-group floor, the rounding."""
 
     target: str = "nodes"
     min_keep: float = 0.05
     round_to: int = 1
+    #: Batch size the latency target is measured at (``--latency-batch``).
+    latency_batch: int = 1
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise UsageError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.latency_batch < 1:
+            raise UsageError(f"--latency-batch must be 1 or more, got {self.latency_batch}")
         if self.round_to < 1:
             raise UsageError(f"--round-to must be 1 or more, got {self.round_to}")
         if not 0.0 <= self.min_keep < 1.0:

@@ -121,7 +121,13 @@ def _choose_units(model, unit_graph, criterion, data, schedule, example, options
         raise ModelError(
             f"the model has no prunable channel group{kept}; check the model or the --exclude patterns"
         )
-    measure = removal_measure(model, target=options.target, example=example, unit_graph=unit_graph)
+    measure = removal_measure(
+        model,
+        target=options.target,
+        example=example,
+        unit_graph=unit_graph,
+        latency_batch=options.latency_batch,
+    )
     return prune_units(
         model,
         groups=unit_graph.groups,

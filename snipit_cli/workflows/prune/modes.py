@@ -65,14 +65,16 @@ def prune_units(request: PruneRequest, setup: Setup, progress, sync) -> Pruned:
         progress=progress,
         sync=sync,
     )
-    figures = slim_report(outcome, model, size)
+    figures = slim_report(
+        outcome, model, size, options.latency_batch if options.target == "latency" else None
+    )
     achieved = figures["removed"][options.target]
     short = achieved < request.sparsity - 0.01
     return Pruned(
         outcome.result.schedule,
         achieved,
         checkpoint_extra={"slim": outcome.record, "nodes": figures["nodes"]},
-        report_extra={k: figures[k] for k in ("equivalence", "limits")},
+        report_extra={k: figures[k] for k in ("equivalence", "limits", "latency") if figures[k] is not None},
         notes=[f"reached {achieved:.4f} of {options.target}, short of {request.sparsity}: see limits"] * short
         + limit_notes(figures["limits"]),
         dense=outcome.dense,
