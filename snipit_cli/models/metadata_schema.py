@@ -257,7 +257,9 @@ STORAGE = obj(
     }
 )
 
-STRUCTURED_OPTIONS = obj({"target": STRING, "min_keep": number(0, 1), "round_to": integer(1)}, closed=True)
+STRUCTURED_OPTIONS = obj(
+    {"target": STRING, "min_keep": number(0, 1), "round_to": integer(1), "latency_batch": integer(1)}, closed=True
+)
 #: ``PruneWhileTraining.from_json`` passes these as keyword arguments: closed.
 PRUNE_OPTIONS = obj(
     {
