@@ -1,9 +1,14 @@
-"""Pruning quality on real MNIST: the paper's comparison (SNIP-it vs SNIP, GraSP, SynFlow, ...).
+"""Pruning quality on real MNIST and CIFAR-10: the paper's comparison (SNIP-it vs SNIP, GraSP,
+SynFlow, ...).
 
 Run by hand (not in the test suite except ``--quick``):
 
     python benchmarks/quality.py --data-root ../shared/data/mnist            # full, < 90 min on 2 cores
     python benchmarks/quality.py --data-root ../shared/data/mnist --quick    # pipeline check, < 5 min
+    python benchmarks/quality.py --dataset cifar10 --data-root ../shared/data  # about an hour
+
+The CIFAR-10 panels (at initialisation, trained checkpoint with and without BatchNorm
+recalibration, disconnection) are described in ``quality_cifar10.py``.
 
 Data: ``../shared/data/mnist`` holds only the official MNIST *test* set (10,000 images). Every
 run splits it with seed 0 into 8,000 training and 2,000 test images (``snipit train --split test
@@ -28,6 +33,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import quality_cifar10 as cifar
 
 RESULTS = Path(__file__).parent / "results"
 UNSTRUCTURED = ("random", "magnitude", "snip", "snip-it", "grasp", "synflow")
@@ -252,18 +259,30 @@ def plot(summary: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
     parser.add_argument(
-        "--data-root", default=str(Path(__file__).parents[1] / ".." / "shared" / "data" / "mnist")
+        "--data-root",
+        help="MNIST: the folder with MNIST/raw; CIFAR-10: the folder holding cifar10-train-jpg and "
+        "cifar10-test-jpg [default: ../shared/data/mnist, ../shared/data]",
     )
     parser.add_argument("--quick", action="store_true", help="a few runs that check the pipeline (< 5 min)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results files")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {SECTIONS}")
+    parser.add_argument(
+        "--sections",
+        help=f"comma-separated, of {SECTIONS} (MNIST) or {cifar.PANELS} (CIFAR-10) [default: all]",
+    )
     parser.add_argument(
         "--append", action="store_true", help="add these runs to the results already in --out"
     )
     parser.add_argument("--replot", action="store_true", help="only redraw the table and plot from the JSON")
     args = parser.parse_args(argv)
+    shared = Path(__file__).parents[1] / ".." / "shared" / "data"
+    if args.dataset == "cifar10":
+        args.data_root = args.data_root or str(shared)
+        return run_cifar10(args, argv)
+    args.data_root = args.data_root or str(shared / "mnist")
+    args.sections = args.sections or ",".join(SECTIONS)
     if args.replot:
         stem = "quality-quick" if args.quick else "quality"
         doc = json.loads((args.out / f"{stem}.json").read_text())
@@ -317,9 +336,131 @@ def write_outputs(out: Path, stem: str, meta: dict, rows: list[dict]) -> None:
     summary = summarise(rows)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "runs": rows, "summary": summary}, indent=1))
-    (out / f"{stem}.md").write_text(markdown(summary, meta) + f"\n![accuracy vs sparsity]({stem}.png)\n")
     plot(summary, out / f"{stem}.png")
+    write_markdown(out, stem)
+
+
+def write_markdown(out: Path, stem: str) -> None:
+    """``quality.md``: the MNIST panels, then the CIFAR-10 ones (each from its own JSON)."""
+    parts = []
+    mnist = out / f"{stem}.json"
+    if mnist.is_file():
+        doc = json.loads(mnist.read_text())
+        parts.append(markdown(doc["summary"], doc["meta"]) + f"\n![accuracy vs sparsity]({stem}.png)\n")
+    cifar_json = out / f"{stem}-cifar10.json"
+    if cifar_json.is_file():
+        doc = json.loads(cifar_json.read_text())
+        parts.append(
+            "\n".join(cifar.markdown(doc["summary"], doc["meta"]))
+            + f"\n![CIFAR-10 panels]({stem}-cifar10.png)\n"
+        )
+    (out / f"{stem}.md").write_text("\n".join(parts))
     print(out / f"{stem}.md")
+
+
+def run_cifar10(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """The CIFAR-10 panels: each adds its runs (and its command and wall time) to the JSON."""
+    import torch
+
+    root = Path(args.data_root)
+    train_root, test_root = root / "cifar10-train-jpg", root / "cifar10-test-jpg"
+    panels = tuple((args.sections or ",".join(cifar.PANELS)).split(","))
+    unknown = set(panels) - set(cifar.PANELS)
+    if unknown:
+        raise SystemExit(f"unknown --sections {sorted(unknown)}; CIFAR-10 has {cifar.PANELS}")
+    stem = "quality-quick" if args.quick else "quality"
+    path = args.out / f"{stem}-cifar10.json"
+    doc = (
+        json.loads(path.read_text())
+        if args.append and path.is_file()
+        else {"meta": {"panels": {}}, "runs": []}
+    )
+    setting = cifar.SETTING[args.quick]
+    command = "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    with tempfile.TemporaryDirectory() as tmp:
+        subset = cifar.balanced_subset(train_root, setting.per_class, Path(tmp) / "subset")
+        for panel in panels:
+            started = time.perf_counter()
+            trained = None
+            runs = cifar.plan(args.quick, (panel,))
+            if panel == "trained":
+                trained = Path(tmp) / "dense.safetensors"
+                torch.set_num_threads(args.workers)
+                cifar.train_dense(subset, trained, args.quick)
+                runs = cifar.trained_plan(args.quick)
+            rows = _pool(
+                args.workers,
+                runs,
+                cifar.execute,
+                str(subset),
+                str(test_root),
+                args.quick,
+                str(trained) if trained else None,
+            )
+            doc["runs"] = [r for r in doc["runs"] if r["panel"] != panel] + rows
+            doc["meta"]["panels"][panel] = {
+                "command": command,
+                "wall_minutes": (time.perf_counter() - started) / 60,
+                "setting": _setting_text(panel, setting, train_root, test_root),
+            }
+    doc["meta"].update(
+        workers=args.workers,
+        torch=torch.__version__,
+        machine=f"{platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} "
+        f"{platform.python_version()}",
+    )
+    doc["summary"] = cifar.summarise(doc["runs"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1))
+    cifar.plot(doc["summary"], args.out / f"{stem}-cifar10.png")
+    write_markdown(args.out, stem)
+    return 0
+
+
+def _pool(workers: int, runs: list, work, *args) -> list[dict]:
+    rows: list[dict] = []
+    with ProcessPoolExecutor(workers) as pool:
+        futures = [pool.submit(work, run, *args) for run in runs]
+        for i, future in enumerate(futures, 1):
+            r = future.result()
+            rows.append(r)
+            top1 = f"top-1 {r['top1']:.4f}" if r.get("top1") is not None else f"{r.get('connectivity')}"
+            print(
+                f"[{i}/{len(runs)}] {r['panel']} {r['method']} {r['target']} s={r['sparsity']} "
+                f"recal={r.get('recalibrate')}: {top1} ({r['seconds']:.1f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    return rows
+
+
+def _setting_text(panel: str, s, train_root: Path, test_root: Path) -> str:
+    data = (
+        f"Data: the first {s.per_class:,} images (by file name) of each class of {train_root}/train "
+        f"({10 * s.per_class:,} of 50,000), normalised with CIFAR-10's mean/std, no augmentation; "
+        f"top-1 on {s.test_images:,} images of {test_root}/test, once at the end."
+    )
+    widths = "-".join(str(k * s.width) for k in (1, 2, 4, 4))
+    net = f"Net: snipit:small-cnn width {s.width} ({widths} channels, BatchNorm), seed 0."
+    if panel == "cifar10":
+        return (
+            f"{data} {net} Pruned at initialisation on 5 batches of 100 training images per step "
+            "(--allow-collapse, as the papers prune), then SGD momentum 0.9, lr 0.05 cosine, weight decay "
+            f"5e-4, batch 100, {s.epochs} epochs. Structured runs prune to equal MACs removed "
+            "(--target macs)."
+        )
+    if panel == "trained":
+        return (
+            f"{data} {net} The dense net trained once ({s.trained_epochs} epochs, the same optimiser), then "
+            "pruned by each method (calibration 5 batches of 64, the default), no fine-tuning, written and "
+            "evaluated as `snipit report --eval` does; recalibrated: the default `--recalibrate-bn` on 5 "
+            "batches of 64 training images."
+        )
+    return (
+        f"{net} Pruned at initialisation (5 batches of 64 per step, --allow-collapse) and measured by the "
+        "report's connectivity block: units without inputs (every incoming weight pruned), inputs a layer no "
+        "longer reads, layers with no unit left, and whether the output still depends on the input."
+    )
 
 
 if __name__ == "__main__":

@@ -85,6 +85,20 @@ def prune(
         list[str] | None,
         typer.Option(help="Keep layers dense whose module name matches (fnmatch); repeatable."),
     ] = None,
+    recalibrate_bn: Annotated[
+        bool | None,
+        typer.Option(
+            "--recalibrate-bn/--no-recalibrate-bn",
+            help="After the last step, re-estimate BatchNorm running statistics on calibration batches "
+            "(pruning shifts them) \\[default: on with real --data, off with synthetic].",
+        ),
+    ] = None,
+    recalibrate_batches: Annotated[
+        int | None,
+        typer.Option(
+            help="Batches of --batch-size the BatchNorm recalibration reads \\[default: --batches]."
+        ),
+    ] = None,
     finetune_epochs: Annotated[
         int,
         typer.Option(
@@ -175,6 +189,8 @@ def prune(
         force=force,
         structured=structured_options(structured, target, min_keep, round_to, latency_batch),
         allow_collapse=allow_collapse,
+        recalibrate_bn=recalibrate_bn,
+        recalibrate_batches=recalibrate_batches,
         storage=storage.value,
     )
     if finetune_epochs < 0:
@@ -194,6 +210,9 @@ def prune(
     out.table(summary_table(result))
     sparsity = result["sparsity"]
     removed = f"{sparsity['achieved']:.4f} of {sparsity['of']} removed"
+    recalibrated = result["pruning"].get("recalibration")
+    if recalibrated:
+        removed += f"; BatchNorm statistics re-estimated on {recalibrated['samples']:,} samples"
     if result["folder"]:
         inside = Path(result["report_file"]).parent == Path(result["folder"])
         files = "config.json, model.safetensors, README.md" + (", report.json" if inside else "")

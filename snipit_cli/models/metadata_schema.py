@@ -257,8 +257,21 @@ STORAGE = obj(
     }
 )
 
+#: BatchNorm statistics re-estimated after pruning (``prune --recalibrate-bn``).
+RECALIBRATION = obj(
+    {
+        "data": STRING,
+        "batches": integer(1),
+        "batch_size": integer(1),
+        "samples": integer(0),
+        "layers": integer(0),
+        "batches_read": list_of(integer(0)),
+    }
+)
+
 STRUCTURED_OPTIONS = obj(
-    {"target": STRING, "min_keep": number(0, 1), "round_to": integer(1), "latency_batch": integer(1)}, closed=True
+    {"target": STRING, "min_keep": number(0, 1), "round_to": integer(1), "latency_batch": integer(1)},
+    closed=True,
 )
 #: ``PruneWhileTraining.from_json`` passes these as keyword arguments: closed.
 PRUNE_OPTIONS = obj(
@@ -348,6 +361,7 @@ DOCUMENT = obj(
         "seed": integer(),
         "calibration": CALIBRATION,
         "collapse": COLLAPSE,
+        "recalibration": nullable(RECALIBRATION),
         "slim": mapping_of(SLIM_ENTRY),
         "nodes": NODES,
         "training": TRAINING,

@@ -52,7 +52,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 BLOCKS: dict[str, tuple[str, ...]] = {
     "model": ("source", "arch", "input_size", "input_size_from", "mean", "std", "num_classes", "pretrained"),
     "pruning": ("method", "structured", "schedule", "exclude", "seed", "min_keep", "round_to", "collapse",
-                "calibration", "equivalence", "limits", "latency"),
+                "calibration", "recalibration", "equivalence", "limits", "latency"),
     "sparsity": ("target", "achieved", "of", "weights", "nodes"),
     "params": ("total", "nonzero", "prunable", "prunable_nonzero", "dense"),
     "nodes": ("dense", "remaining"),
@@ -73,15 +73,16 @@ BLOCKS: dict[str, tuple[str, ...]] = {
 #: shapes of a slim model, tied weights, ratios that need --latency / --eval.
 OPTIONAL: dict[str, frozenset[str]] = {
     "pruning": frozenset(
-        {"min_keep", "round_to", "collapse", "equivalence", "limits", "calibration", "latency"}
-    ),
+        {"min_keep", "round_to", "collapse", "equivalence", "limits", "calibration", "recalibration",
+         "latency"}
+    ),  # fmt: skip
     "layers[]": frozenset({"dense_shape", "tied_to", "macs"}),
     "ratios[]": frozenset({"speedup", "top1_change"}),
 }
 
 #: The pruning record's keys as the checkpoint metadata holds them (top level there).
 _PRUNING_RECORD = ("method", "structured", "schedule", "exclude", "seed", "min_keep", "round_to", "collapse",
-                   "calibration")  # fmt: skip
+                   "calibration", "recalibration")  # fmt: skip
 
 
 def header(command: str) -> dict[str, Any]:

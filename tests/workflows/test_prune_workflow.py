@@ -1,6 +1,7 @@
 """``run_prune`` end to end: the saved checkpoint is the pruned model, the metadata is the report."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from snipit_cli import load_model
 from snipit_cli.data.build import DataOptions
 from snipit_cli.data.specs import DataSpec, parse_data_spec
-from snipit_cli.errors import UsageError
+from snipit_cli.errors import DataError, UsageError
 from snipit_cli.layers import prunable_layers
 from snipit_cli.models.checkpoint import read_metadata
 from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
@@ -60,14 +61,17 @@ def test_pruning_a_pruned_checkpoint_counts_its_zeros(tmp_path, tiny_checkpoint,
 
 
 def test_data_free_methods_do_not_open_the_dataset(tmp_path, tiny_checkpoint, tiny_arch):
+    """Unless they recalibrate BatchNorm (on by default for real data: then it must be there)."""
     missing = DataOptions(parse_data_spec("cifar10"), tmp_path / "nothing-here")
-    outcome = run_prune(
-        _request(
-            tmp_path, str(tiny_checkpoint), "m.safetensors", arch=tiny_arch, method="magnitude", data=missing
-        )
+    request = _request(
+        tmp_path, str(tiny_checkpoint), "m.safetensors", arch=tiny_arch, method="magnitude", data=missing
     )
+    with pytest.raises(DataError, match="nothing-here"):
+        run_prune(request)
+    outcome = run_prune(replace(request, recalibrate_bn=False))
     assert outcome.report["pruning"]["calibration"]["passes"] == 0
     assert outcome.report["pruning"]["calibration"]["data"] is None
+    assert outcome.report["pruning"]["recalibration"] is None
 
 
 def test_tied_weights_are_ranked_once(tmp_path):

@@ -56,6 +56,8 @@ class PruneRequest:
     force: bool = False
     structured: StructuredOptions | None = None
     allow_collapse: bool = False  # unstructured: let the ranking empty whole layers
+    recalibrate_bn: bool | None = None  # None: when the data is real (see prune/recalibration.py)
+    recalibrate_batches: int | None = None  # default: --batches
     storage: Storage = DEFAULT_STORAGE
     finetune: Finetune | None = None
     format: OutputFormat | None = None  # "hf": a hub-style folder; None: a folder if -o names one

@@ -28,6 +28,7 @@ from snipit_cli.training.loop import EpochProgress
 from snipit_cli.workflows.documents import measured_blocks, ordered, pruning_block, run_block
 from snipit_cli.workflows.prune.finetune import finetune
 from snipit_cli.workflows.prune.modes import prune_units, prune_weights
+from snipit_cli.workflows.prune.recalibration import check_recalibration, recalibrate, recalibrates
 from snipit_cli.workflows.prune.record import checkpoint_document
 from snipit_cli.workflows.prune.request import Pruned, PruneOutcome, PruneRequest, Setup
 from snipit_cli.workflows.session import (
@@ -67,6 +68,11 @@ def run_prune(
             pruned = prune_units(request, setup, progress, sync)
         else:
             pruned = prune_weights(request, setup, progress, sync)
+        pruned.checkpoint_extra["recalibration"] = (
+            scored_together(sync, recalibrate, request, setup.session.model, setup.data, sync)
+            if recalibrates(request, setup.session.model)
+            else None
+        )
         model = setup.session.model.to("cpu")
         pruned.samples_per_rank = sync.gather_int(pruned.samples_read)
         pruned.backend = getattr(sync, "backend", None)
@@ -176,13 +182,14 @@ def prune_report(
 def _prepare(request: PruneRequest, device: torch.device, launch: Launch) -> Setup:
     """Resolve method, model, outputs and data; every check that needs no scoring happens here."""
     criterion = pruning_criterion(request.method, request.structured is not None)
+    check_recalibration(request)
     schedule = schedule_for(criterion, request.sparsity, request.steps)
     torch.manual_seed(request.seed)  # model initialisation is part of what --seed fixes
     loaded = load(request.model)
     check_exclude(loaded.model, request.exclude)
     output, report_path, folder = output_paths(request, loaded)
-    # Data-free criteria never open the dataset (it need not even exist).
-    data = request.data if criterion.needs_data else None
+    # Data-free criteria open the dataset only to recalibrate BatchNorm (else it need not exist).
+    data = request.data if criterion.needs_data or recalibrates(request, loaded.model) else None
     session = open_session(loaded, device=device, data=data, input_size=request.model.input_size)
     calibration = calibration_data(
         options=request.data,
