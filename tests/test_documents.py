@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from snipit_cli.workflows.documents import BLOCKS, COMMANDS, HEADER, OPTIONAL, SCHEMA_VERSION
+from snipit_cli.workflows.documents import (
+    BLOCKS,
+    COMMANDS,
+    HEADER,
+    OPTIONAL,
+    SCHEMA_VERSION,
+    connectivity_notes,
+)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FAST = ("--input-size", "3,8,8", "--batch-size", "4", "--batches", "2", "--steps", "2")
@@ -73,6 +80,27 @@ def test_prune_prints_and_writes_the_prune_document(pruned, tmp_path):
     assert doc["sparsity"]["achieved"] == doc["sparsity"]["weights"]
     assert doc["storage"] == {"format": "dense", "encoding": "dense"}  # the default
     assert doc["macs"]["removed"] == 0.0 and doc["nodes"] is None and doc["training"] is None
+    assert doc["connectivity"]["path"] is True and doc["connectivity"]["units"] == 4 + 8 + 5
+    assert not any(note.startswith("no input-to-output path") for note in doc["notes"])
+
+
+def _connectivity(path, layers=()):
+    return {"units": 7, "no_incoming": 3, "unused_inputs": 0, "layers_cut": 1, "path": path,
+            "layers": list(layers)}  # fmt: skip
+
+
+def test_the_cut_path_note_names_the_empty_layer_and_the_way_out():
+    empty = {"name": "fc1", "units": 3, "no_incoming": 3, "unused_inputs": 0}
+    guard_off = {"collapse": {"guard": False}}
+    (note,) = connectivity_notes(_connectivity(False, [empty]), guard_off)
+    assert "no input-to-output path survives" in note and "layer fc1 has no weights left" in note
+    assert "--sparsity" in note and "no --allow-collapse" in note
+    (guarded,) = connectivity_notes(_connectivity(False, [empty]), {"collapse": {"guard": True}})
+    assert "--allow-collapse" not in guarded  # the guard was on: only pruning less helps
+    (unpruned,) = connectivity_notes(_connectivity(False), None)
+    assert "do not connect" in unpruned
+    assert connectivity_notes(_connectivity(True), guard_off) == []
+    assert connectivity_notes(_connectivity(None), guard_off) == []  # the check could not run
 
 
 def test_structured_prune_and_report_share_the_pruning_block(cli, tiny_checkpoint, tiny_arch):

@@ -18,6 +18,7 @@ FORMATS = ("table", "markdown", "csv", "json")
 #: The blocks of a report document shown as "metric | value" rows, in this order.
 SUMMARY_BLOCKS = ("params", "sparsity", "nodes", "macs", "file", "storage")
 LAYER_COLUMNS = ["name", "type", "shape", "dense_shape", "params", "nonzero", "sparsity", "macs"]
+CONNECTIVITY_COLUMNS = ["name", "units", "no_incoming", "unused_inputs"]
 
 
 def _shape(value: Any) -> str:
@@ -37,8 +38,17 @@ def _input(model: dict[str, Any]) -> str:
     return f"{_shape(model['input_size'])}, {model['num_classes']} classes"
 
 
+def _yes_no(value: bool | None) -> str:
+    return "" if value is None else "yes" if value else "no"
+
+
+def _disconnected(block: dict[str, Any] | None) -> bool:
+    return bool(block) and bool(block["no_incoming"] or block["unused_inputs"] or block["path"] is False)
+
+
 def report_tables(doc: dict[str, Any]) -> Tables:
-    """Totals (plus eval and latency) and the per-layer table of one report document."""
+    """Totals (plus eval and latency), the disconnected layers when any, and the per-layer table
+    of one report document (last, so CSV is the per-layer table)."""
     model = doc["model"]
     totals = [["input size", _input(model)]]
     for block in SUMMARY_BLOCKS:  # named as the JSON has them: params.total, macs.remaining, ...
@@ -51,12 +61,23 @@ def report_tables(doc: dict[str, Any]) -> Tables:
         totals.append(
             ["latency threads / device", f"{doc['latency']['threads']} / {doc['latency']['device']}"]
         )
+    connectivity = doc.get("connectivity")
+    if _disconnected(connectivity):
+        totals += [
+            [f"connectivity.{key}", _yes_no(value) if key == "path" else _num(value)]
+            for key, value in connectivity.items()
+            if key != "layers"
+        ]
     layers = [
         [r["name"], r["type"], _shape(r["shape"]), _shape(r.get("dense_shape")), str(r["params"]),
          str(r["nonzero"]), f"{r['sparsity']:.4f}", str(r["macs"])]
         for r in doc["layers"]
     ]  # fmt: skip
-    return [(f"{model['source']}", ["metric", "value"], totals), ("layers", LAYER_COLUMNS, layers)]
+    tables: Tables = [(f"{model['source']}", ["metric", "value"], totals)]
+    if _disconnected(connectivity) and connectivity["layers"]:
+        rows = [[str(r[c]) for c in CONNECTIVITY_COLUMNS] for r in connectivity["layers"]]
+        tables.append(("disconnected layers", CONNECTIVITY_COLUMNS, rows))
+    return [*tables, ("layers", LAYER_COLUMNS, layers)]
 
 
 def compare_tables(doc: dict[str, Any]) -> Tables:
@@ -89,6 +110,8 @@ def compare_tables(doc: dict[str, Any]) -> Tables:
         row("dense tensors (bytes)", [(m["file"] or {}).get("dense_size") for m in models]),
         row("file / dense", [(m["file"] or {}).get("to_dense") for m in models]),
         row("storage", [(m["storage"] or {}).get("encoding") for m in models]),
+        row("disconnected units", [_disconnected_units(m.get("connectivity")) for m in models]),
+        ["input-to-output path", *(_yes_no((m.get("connectivity") or {}).get("path")) for m in models)],
     ]
     if all(m["eval"] for m in models):
         rows.append(row("top-1", [m["eval"]["top1"] for m in models]))
@@ -104,6 +127,11 @@ def compare_tables(doc: dict[str, Any]) -> Tables:
                 cells.append(cell + (f" ({speed:.2f}x faster)" if i and speed else ""))
             rows.append(cells)
     return [("compare", headers, rows)]
+
+
+def _disconnected_units(block: dict[str, Any] | None) -> int | None:
+    """Output units without inputs plus inputs read by no weight, summed over layers."""
+    return block["no_incoming"] + block["unused_inputs"] if block else None
 
 
 def rich_tables(tables: Tables) -> list[Table]:

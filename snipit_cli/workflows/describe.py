@@ -19,6 +19,7 @@ from snipit_cli.models.checkpoint import read_metadata, storage_of
 from snipit_cli.models.input_spec import InputSpec
 from snipit_cli.models.loading import LoadedModel
 from snipit_cli.workflows.documents import (
+    connectivity_notes,
     dense_reference,
     measured_blocks,
     nested,
@@ -100,7 +101,7 @@ def _measure(opened: _Opened) -> dict[str, Any]:
         "model": model_document(loaded, spec, num_classes, request.model.pretrained),
         "eval": None,
         "latency": None,
-        "notes": [],
+        "notes": connectivity_notes(blocks["connectivity"], blocks["pruning"]),
     }
     if request.data:
         data = calibration_data(request.data, opened.dataset, spec, num_classes, device)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 import snipit_cli
+from snipit_cli.metrics.connectivity import Connectivity, connectivity
 from snipit_cli.metrics.macs import count_macs, macs_by_module
 from snipit_cli.metrics.sparsity import layer_rows, param_totals
 from snipit_cli.models.arch import ArchSpec, build_model
@@ -35,12 +36,12 @@ HEADER = ("schema_version", "snipit_version", "command")
 
 #: Top-level keys of each command's document, in order.
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "prune": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "storage",
-              "file", "folder", "report_file", "training", "run", "notes"),
-    "train": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "storage",
-              "file", "folder", "state_file", "training", "run", "notes"),
-    "report": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "storage",
-               "file", "eval", "latency", "run", "notes"),
+    "prune": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "connectivity",
+              "storage", "file", "folder", "report_file", "training", "run", "notes"),
+    "train": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "connectivity",
+              "storage", "file", "folder", "state_file", "training", "run", "notes"),
+    "report": (*HEADER, "model", "pruning", "sparsity", "params", "nodes", "macs", "layers", "connectivity",
+               "storage", "file", "eval", "latency", "run", "notes"),
     "compare": (*HEADER, "models", "ratios", "notes"),
     "convert": (*HEADER, "source_file", "file", "storage", "tensors", "encoded_tensors", "size_ratio",
                 "notes"),
@@ -59,6 +60,7 @@ BLOCKS: dict[str, tuple[str, ...]] = {
     "macs": ("dense", "remaining", "removed"),
     "layers[]": ("name", "type", "shape", "dense_shape", "params", "nonzero", "sparsity", "prunable",
                  "tied_to", "macs"),
+    "connectivity": ("units", "no_incoming", "unused_inputs", "layers_cut", "path", "layers"),
     "storage": ("format", "encoding"),
     "file": ("path", "size", "bytes_per_param", "dense_size", "to_dense"),
     "source_file": ("path", "size"),
@@ -165,6 +167,45 @@ def layers_block(rows: Sequence[Mapping[str, Any]], macs: Mapping[str, int] | No
     return [{**row, "macs": macs.get(row["name"], 0)} for row in rows]
 
 
+def connectivity_block(measured: Connectivity) -> dict[str, Any]:
+    """Disconnection totals over the Conv/Linear layers (``metrics.connectivity``), whether the
+    output still depends on the input (``path``, None when the check could not run), and the rows
+    of the layers with any unit cut off (none for a healthy model, so the document stays small)."""
+    return {
+        "units": measured.units,
+        "no_incoming": measured.no_incoming,
+        "unused_inputs": measured.unused_inputs,
+        "layers_cut": measured.layers_cut,
+        "path": measured.path,
+        "layers": [
+            {"name": r.name, "units": r.units, "no_incoming": r.no_incoming, "unused_inputs": r.unused_inputs}
+            for r in measured.layers
+            if r.no_incoming or r.unused_inputs
+        ],
+    }
+
+
+def connectivity_notes(block: Mapping[str, Any] | None, pruning: Mapping[str, Any] | None) -> list[str]:
+    """The remark for a model whose output no longer depends on its input, with the way out (the
+    collapse guard only where the run that pruned it turned the guard off)."""
+    if not block or block["path"] is not False:
+        return []
+    cut = [r["name"] for r in block["layers"] if r["units"] and r["no_incoming"] == r["units"]]
+    more = f" and {len(cut) - 5} more" if len(cut) > 5 else ""
+    if not cut:
+        where = "the weights kept in successive layers do not connect; see connectivity.layers"
+    elif len(cut) == 1:
+        where = f"layer {cut[0]} has no weights left"
+    else:
+        where = f"layers {', '.join(cut[:5])}{more} have no weights left"
+    guard_off = ((pruning or {}).get("collapse") or {}).get("guard") is False
+    way_out = "prune less (--sparsity)" + (
+        " or keep the collapse guard (no --allow-collapse)" if guard_off else ""
+    )
+    problem = "no input-to-output path survives: the output no longer depends on the input"
+    return [f"{problem} ({where}); {way_out}"]
+
+
 def storage_block(encoding: str | None, requested: str | None = None) -> dict[str, str] | None:
     """How the checkpoint's tensors are stored: ``format`` as ``--storage`` names it (what the run
     wrote with; for a file read back, what its encoding is), ``encoding`` as the file records it
@@ -246,7 +287,8 @@ def measured_blocks(
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """The blocks prune, train and report measure alike on a model and its metadata document:
-    ``pruning``, ``sparsity``, ``params``, ``nodes``, ``macs``, ``layers``, ``storage``, ``file``.
+    ``pruning``, ``sparsity``, ``params``, ``nodes``, ``macs``, ``layers``, ``connectivity``,
+    ``storage``, ``file``.
 
     ``dense`` is the dense original of a slim model (for dense shapes, params and MACs);
     ``storage`` is the ``--storage`` the run wrote it with. ``file`` is (path, size in bytes,
@@ -268,6 +310,7 @@ def measured_blocks(
         "nodes": nodes,
         "macs": macs_block(dense_macs, macs[""]),
         "layers": layers_block(rows, macs),
+        "connectivity": connectivity_block(connectivity(model, tuple(input_size), device)),
         "storage": storage_block(encoding, storage),
         "file": file_block(path, size, totals["total"], dense_nbytes(model.state_dict())),
     }

@@ -24,6 +24,7 @@ REPORT_KEYS = (
     "nodes",
     "macs",
     "layers",
+    "connectivity",
     "storage",
     "file",
     "folder",
@@ -77,6 +78,22 @@ def test_json_matches_report_file_and_checkpoint_is_exact(cli, tiny_checkpoint, 
             strict=True,
         )
     ]
+
+
+def test_a_cut_path_is_reported_with_its_note(cli, tiny_checkpoint, tiny_arch):
+    args = ("--sparsity", "0.99", "--allow-collapse", "-o", "cut.safetensors", "--json")
+    result = _prune(cli, tiny_checkpoint, tiny_arch, *args)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    block = doc["connectivity"]
+    assert block["path"] is False and block["layers_cut"] >= 1
+    assert block["units"] == 4 + 8 + 5  # features.0, features.3, head
+    cut = [r["name"] for r in block["layers"] if r["no_incoming"] == r["units"]]
+    note = next(n for n in doc["notes"] if n.startswith("no input-to-output path survives"))
+    assert cut[0] in note and "--sparsity" in note and "no --allow-collapse" in note
+    assert note in result.stderr
+    described = json.loads(cli("report", "cut.safetensors", "--json").stdout)
+    assert described["connectivity"] == block and note in described["notes"]
 
 
 def test_default_output_names_and_reload(cli, tiny_checkpoint, tiny_arch, tmp_path):

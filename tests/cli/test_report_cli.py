@@ -97,6 +97,22 @@ def test_markdown_and_csv_parse(cli, sparse_tiny):
     assert rows[0]["shape"] == "4x3x3x3" and float(rows[0]["sparsity"]) >= 0
 
 
+def test_a_disconnected_model_shows_its_connectivity(cli, tiny_checkpoint, tiny_arch, tmp_path):
+    args = ("--input-size", "3,8,8", "--batch-size", "4", "--batches", "1", "--steps", "1")
+    result = cli("prune", tiny_checkpoint, "--arch", tiny_arch, *args, "--sparsity", "0.99",
+                 "--allow-collapse", "-o", "cut.safetensors")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    report = cli("report", "cut.safetensors", "--format", "markdown")
+    assert report.exit_code == 0 and "| connectivity.path | no |" in report.stdout
+    assert "### disconnected layers" in report.stdout and "no input-to-output path" in report.stderr
+    rows = list(csv.DictReader(io.StringIO(cli("report", "cut.safetensors", "--format", "csv").stdout)))
+    assert [r["name"] for r in rows] == ["features.0", "features.3", "head"]  # CSV: still the layers
+    compared = cli("compare", tiny_checkpoint, "cut.safetensors", "--arch", tiny_arch, "--input-size",
+                   "3,8,8", "--format", "markdown").stdout  # fmt: skip
+    assert "| input-to-output path | yes | no |" in compared
+    assert "| disconnected units | 0 |" in compared
+
+
 def test_plot_is_a_real_png(cli, slim_resnet, tmp_path):
     result = cli("report", slim_resnet, "--plot", "layers.png", "--json")
     assert result.exit_code == 0, result.stderr

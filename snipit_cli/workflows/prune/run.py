@@ -25,7 +25,13 @@ from snipit_cli.pruning.schedule import schedule_for
 from snipit_cli.pruning.targets import check_exclude
 from snipit_cli.sync import scored_together
 from snipit_cli.training.loop import EpochProgress
-from snipit_cli.workflows.documents import measured_blocks, ordered, pruning_block, run_block
+from snipit_cli.workflows.documents import (
+    connectivity_notes,
+    measured_blocks,
+    ordered,
+    pruning_block,
+    run_block,
+)
 from snipit_cli.workflows.prune.finetune import finetune
 from snipit_cli.workflows.prune.modes import prune_units, prune_weights
 from snipit_cli.workflows.prune.recalibration import check_recalibration, recalibrate, recalibrates
@@ -174,7 +180,9 @@ def prune_report(
             "folder": str(setup.folder) if setup.folder is not None else None,
             "report_file": str(setup.report_path),
             "run": run_block(str(session.device), time.perf_counter() - started),
-            "notes": setup.data.notes + pruned.notes,
+            "notes": setup.data.notes
+            + pruned.notes
+            + connectivity_notes(blocks["connectivity"], blocks["pruning"]),
         },
     )
 

@@ -21,7 +21,13 @@ from snipit_cli.pruning.engine import current_masks
 from snipit_cli.pruning.targets import check_exclude, prunable_weights
 from snipit_cli.training.fit import TrainState, fit, start
 from snipit_cli.training.loop import EpochProgress
-from snipit_cli.workflows.documents import dense_reference, measured_blocks, ordered, run_block
+from snipit_cli.workflows.documents import (
+    connectivity_notes,
+    dense_reference,
+    measured_blocks,
+    ordered,
+    run_block,
+)
 from snipit_cli.workflows.session import (
     RUN_ONLY_KEYS,
     Session,
@@ -106,7 +112,7 @@ def run_train(request: TrainRequest, progress: EpochProgress | None = None) -> T
         folder=str(folder) if folder is not None else None,
         state_file=str(state_file),
         run=run_block(str(device), time.perf_counter() - started),
-        notes=sets.notes,
+        notes=sets.notes + connectivity_notes(report["connectivity"], report["pruning"]),
     )
     return TrainOutcome(state.model, report)
 
