@@ -134,6 +134,9 @@ def test_two_gloo_ranks_remove_the_same_channels_through_the_snipit_script(mnist
     assert {k: t.shape for k, t in a.items()} == {k: t.shape for k, t in b.items()}
     assert all(torch.equal(a[k], b[k]) for k in a)  # the same units removed: the same slim tensors
     assert json.loads(two.stdout)["nodes"] == json.loads(one.stdout)["nodes"]
+    # BatchNorm recalibrated on the same 2 batches, one per rank, the averages combined: equal above
+    assert json.loads(two.stdout)["pruning"]["recalibration"]["batches_read"] == [1, 1]
+    assert json.loads(one.stdout)["pruning"]["recalibration"]["batches_read"] == [2]
     x = torch.rand(4, 1, 28, 28)
     assert torch.equal(_outputs(mnist_dir / "two.safetensors", x), _outputs(mnist_dir / "one.safetensors", x))
 
