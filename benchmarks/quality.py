@@ -267,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a few runs that check the pipeline (< 5 min)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seeds", default="0", help="CIFAR-10 at-init panel: comma-separated seeds")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results files")
     parser.add_argument(
         "--sections",
@@ -368,6 +369,7 @@ def run_cifar10(args: argparse.Namespace, argv: list[str] | None) -> int:
     unknown = set(panels) - set(cifar.PANELS)
     if unknown:
         raise SystemExit(f"unknown --sections {sorted(unknown)}; CIFAR-10 has {cifar.PANELS}")
+    seeds = tuple(int(s) for s in args.seeds.split(","))
     stem = "quality-quick" if args.quick else "quality"
     path = args.out / f"{stem}-cifar10.json"
     doc = (
@@ -382,7 +384,7 @@ def run_cifar10(args: argparse.Namespace, argv: list[str] | None) -> int:
         for panel in panels:
             started = time.perf_counter()
             trained = None
-            runs = cifar.plan(args.quick, (panel,))
+            runs = cifar.plan(args.quick, (panel,), seeds)
             if panel == "trained":
                 trained = Path(tmp) / "dense.safetensors"
                 torch.set_num_threads(args.workers)
@@ -397,11 +399,21 @@ def run_cifar10(args: argparse.Namespace, argv: list[str] | None) -> int:
                 args.quick,
                 str(trained) if trained else None,
             )
-            doc["runs"] = [r for r in doc["runs"] if r["panel"] != panel] + rows
+            done = {r["seed"] for r in rows}  # a rerun replaces those seeds' runs; other seeds stay
+            kept = [r for r in doc["runs"] if r["panel"] == panel and r["seed"] not in done]
+            doc["runs"] = [r for r in doc["runs"] if r["panel"] != panel] + kept + rows
+            earlier = doc["meta"]["panels"].get(panel) if kept else None
+            wall = (time.perf_counter() - started) / 60
             doc["meta"]["panels"][panel] = {
-                "command": command,
-                "wall_minutes": (time.perf_counter() - started) / 60,
-                "setting": _setting_text(panel, setting, train_root, test_root),
+                "command": f"{earlier['command']}; then {command}" if earlier else command,
+                "wall_minutes": wall + (earlier["wall_minutes"] if earlier else 0.0),
+                "setting": _setting_text(
+                    panel,
+                    setting,
+                    train_root,
+                    test_root,
+                    sorted({r["seed"] for r in doc["runs"] if r["panel"] == panel}),
+                ),
             }
     doc["meta"].update(
         workers=args.workers,
@@ -434,14 +446,17 @@ def _pool(workers: int, runs: list, work, *args) -> list[dict]:
     return rows
 
 
-def _setting_text(panel: str, s, train_root: Path, test_root: Path) -> str:
+def _setting_text(panel: str, s, train_root: Path, test_root: Path, seeds: list[int]) -> str:
     data = (
         f"Data: the first {s.per_class:,} images (by file name) of each class of {train_root}/train "
         f"({10 * s.per_class:,} of 50,000), normalised with CIFAR-10's mean/std, no augmentation; "
         f"top-1 on {s.test_images:,} images of {test_root}/test, once at the end."
     )
     widths = "-".join(str(k * s.width) for k in (1, 2, 4, 4))
-    net = f"Net: snipit:small-cnn width {s.width} ({widths} channels, BatchNorm), seed 0."
+    net = (
+        f"Net: snipit:small-cnn width {s.width} ({widths} channels, BatchNorm); seeds {seeds} (model "
+        "init, data order, pruning randomness)."
+    )
     if panel == "cifar10":
         return (
             f"{data} {net} Pruned at initialisation on 5 batches of 100 training images per step "

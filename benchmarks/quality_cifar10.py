@@ -76,13 +76,16 @@ class Run:
     recalibrate: bool | None = None  # trained panel only
 
 
-def plan(quick: bool, panels: tuple[str, ...]) -> list[Run]:
+def plan(quick: bool, panels: tuple[str, ...], seeds: tuple[int, ...] = (0,)) -> list[Run]:
+    """The at-init runs (one per seed: model init, data order, pruning randomness) and the
+    disconnection ones (seed 0)."""
     s = SETTING[quick]
     runs: list[Run] = []
     if "cifar10" in panels:
-        runs.append(Run("cifar10", "dense", 0.0, False, "weights"))
-        runs += [Run("cifar10", m, level, False, "weights") for level in s.levels for m in UNSTRUCTURED]
-        runs += [Run("cifar10", m, level, True, "macs") for level in s.macs_levels for m in STRUCTURED]
+        for seed in seeds:
+            runs.append(Run("cifar10", "dense", 0.0, False, "weights", seed))
+            runs += [Run("cifar10", m, lv, False, "weights", seed) for lv in s.levels for m in UNSTRUCTURED]
+            runs += [Run("cifar10", m, lv, True, "macs", seed) for lv in s.macs_levels for m in STRUCTURED]
     if "disconnection" in panels:
         runs += [
             Run("disconnection", m, level, False, "weights")
@@ -271,6 +274,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                 "recalibrate": recal,
                 "top1": statistics.fmean(acc) if acc else None,
                 "seeds": len(rs),
+                "top1_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
                 "achieved": statistics.fmean(r["achieved"] for r in rs),
                 "params_nonzero": statistics.fmean(r["params_nonzero"] for r in rs),
                 "macs": statistics.fmean(r["macs"] for r in rs),
@@ -324,12 +328,14 @@ def _pct(v: float | None) -> str:
 
 def _init_table(rows: list[dict]) -> list[str]:
     out = [
-        "| method | sparsity of | asked | achieved | top-1 | nonzero params | MACs | s/run |",
+        "| method | sparsity of | asked | achieved | top-1 (mean ± std, seeds) | nonzero params | MACs "
+        "| s/run |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in sorted(rows, key=_order):
+        top1 = f"{_pct(s['top1'])} ± {100 * s.get('top1_std', 0.0):.2f} ({s['seeds']})"
         out.append(
-            f"| {s['method']} | {s['of']} | {s['sparsity']} | {s['achieved']:.4f} | {_pct(s['top1'])} | "
+            f"| {s['method']} | {s['of']} | {s['sparsity']} | {s['achieved']:.4f} | {top1} | "
             f"{s['params_nonzero']:,.0f} | {s['macs']:,.0f} | {s['seconds']:.0f} |"
         )
     return out

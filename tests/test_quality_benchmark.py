@@ -46,3 +46,44 @@ def test_quick_quality_benchmark_writes_table_json_and_plot(tmp_path):
     assert "| init | snip-it | 0.99 |" in table and "240 train / 60 test" in table
     png = (out / "quality-quick.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def _cifar_jpegs(root: Path, split: str, per_class: int, seed: int) -> None:
+    """CIFAR-10's JPEG export layout: ``<split>/<class>/NNNN.jpg``, 32x32 RGB, 10 classes."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for label in range(10):
+        folder = root / split / f"class{label}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 60, (32, 32, 3), dtype=np.uint8)
+            pixels[3 * label : 3 * label + 3] = 255  # each class lights its own band of rows
+            Image.fromarray(pixels).save(folder / f"{i:04d}.jpg", quality=90)
+
+
+def test_quick_cifar10_benchmark_writes_its_three_panels(tmp_path):
+    _cifar_jpegs(tmp_path / "data" / "cifar10-train-jpg", "train", 20, 0)
+    _cifar_jpegs(tmp_path / "data" / "cifar10-test-jpg", "test", 20, 1)
+    out = tmp_path / "results"
+    command = [sys.executable, str(BENCHMARK), "--quick", "--dataset", "cifar10"]
+    proc = subprocess.run(
+        [*command, "--data-root", str(tmp_path / "data"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads((out / "quality-quick-cifar10.json").read_text())
+    assert set(doc["meta"]["panels"]) == {"cifar10", "trained", "disconnection"}
+    runs = doc["runs"]
+    trained = [r for r in runs if r["panel"] == "trained" and r["method"] != "dense"]
+    methods = ("random", "magnitude", "snip", "snip-it", "grasp", "synflow", "l1", "snap", "snap-it")
+    assert {(r["method"], r["recalibrate"]) for r in trained} == {(m, r) for m in methods for r in (False, True)}
+    assert all(0.0 <= r["top1"] <= 1.0 for r in runs if r["panel"] != "disconnection")
+    disconnection = [r for r in runs if r["panel"] == "disconnection"]
+    assert len(disconnection) == 6 and all(r["connectivity"]["units"] > 0 for r in disconnection)
+    table = (out / "quality-quick.md").read_text()
+    assert "without and with BatchNorm recalibration" in table and "| snip-it | 0.99 |" in table
+    assert (out / "quality-quick-cifar10.png").read_bytes().startswith(b"\x89PNG")
