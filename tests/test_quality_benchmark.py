@@ -80,7 +80,8 @@ def test_quick_cifar10_benchmark_writes_its_three_panels(tmp_path):
     runs = doc["runs"]
     trained = [r for r in runs if r["panel"] == "trained" and r["method"] != "dense"]
     methods = ("random", "magnitude", "snip", "snip-it", "grasp", "synflow", "l1", "snap", "snap-it")
-    assert {(r["method"], r["recalibrate"]) for r in trained} == {(m, r) for m in methods for r in (False, True)}
+    asked = {(m, recal) for m in methods for recal in (False, True)}
+    assert {(r["method"], r["recalibrate"]) for r in trained} == asked
     assert all(0.0 <= r["top1"] <= 1.0 for r in runs if r["panel"] != "disconnection")
     disconnection = [r for r in runs if r["panel"] == "disconnection"]
     assert len(disconnection) == 6 and all(r["connectivity"]["units"] > 0 for r in disconnection)
