@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from snipit_cli.data.specs import default_data_root, parse_data_spec
 from snipit_cli.errors import UsageError
-from snipit_cli.pruning.structured.options import StructuredOptions
+from snipit_cli.pruning.structured.options import AUTO, StructuredOptions
 
 if TYPE_CHECKING:  # the option objects come with torch, imported when a command runs (start-up)
     from snipit_cli.data.build import DataOptions
@@ -123,7 +123,7 @@ def structured_options(
     structured: bool,
     target: str | None,
     min_keep: float | None,
-    round_to: int | None,
+    round_to: str | int | None,
     latency_batch: int | None = None,
 ) -> StructuredOptions | None:
     """``--structured`` and its options (shared by prune and train); the options alone are refused."""
@@ -140,6 +140,19 @@ def structured_options(
     return StructuredOptions(
         target=str(target) if target else defaults.target,  # a StrEnum member's str is its value
         min_keep=defaults.min_keep if min_keep is None else min_keep,
-        round_to=defaults.round_to if round_to is None else round_to,
+        round_to=defaults.round_to if round_to is None else parse_round_to(round_to),
         latency_batch=defaults.latency_batch if latency_batch is None else latency_batch,
     )
+
+
+def parse_round_to(text: str | int) -> int | str:
+    """``--round-to``: a whole number of channels, or ``auto`` (the device's multiple)."""
+    value = str(text).strip().lower()
+    if value == AUTO:
+        return AUTO
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(
+            f"--round-to must be a whole number of channels, 1 or more, or auto; got {text!r}"
+        ) from None

@@ -61,10 +61,12 @@ def prune(
         ),
     ] = None,
     round_to: Annotated[
-        int | None,
+        str | None,
         typer.Option(
-            help="With --structured: every channel group keeps a multiple of N channels (8 suits CPU "
-            "kernels: faster slim models, slightly fewer removed) \\[default: 1]."
+            metavar="N|auto",
+            help="With --structured: every channel group keeps a multiple of N channels (faster slim "
+            "models, slightly fewer removed); auto: the multiple the device's kernels compute in (16 on "
+            "AVX-512 CPUs, 8 on AVX2 and CUDA) \\[default: 1].",
         ),
     ] = None,
     latency_batch: Annotated[

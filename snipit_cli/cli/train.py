@@ -134,8 +134,13 @@ def train(
         typer.Option(help="With --structured: share of each group kept.", **_P),
     ] = None,
     round_to: Annotated[
-        int | None,
-        typer.Option(help="With --structured: every channel group keeps a multiple of N channels.", **_P),
+        str | None,
+        typer.Option(
+            metavar="N|auto",
+            help="With --structured: every channel group keeps a multiple of N channels (auto: the "
+            "device's).",
+            **_P,
+        ),
     ] = None,
     allow_collapse: Annotated[
         bool, typer.Option(help="Let the ranking empty whole layers (unstructured).", **_P)

@@ -13,6 +13,7 @@ import torch
 from journeys.workspace import write_mnist
 
 from snipit_cli.models.checkpoint import read_metadata, read_tensors
+from snipit_cli.pruning.structured.options import kernel_multiple
 
 
 @pytest.fixture
@@ -66,6 +67,31 @@ def test_round_to_keeps_multiples_of_n(cli):
     convs = [row["shape"][0] for row in doc["layers"] if row["type"] == "Conv2d"]
     assert convs and all(width % 4 == 0 for width in convs) and convs != [8, 16, 32, 32]
     assert doc["pruning"]["round_to"] == 4
+
+
+@pytest.mark.parametrize(
+    ("capability", "multiple"), [("AVX512", 16), ("AVX512_BF16", 16), ("AVX2", 8), ("DEFAULT", 1)]
+)
+def test_round_to_auto_is_the_multiple_the_cpu_kernels_compute_in(cli, monkeypatch, capability, multiple):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    doc = _json(cli("prune", "snipit:small-cnn", "--arch-kwargs", '{"width": 32}', "--structured", "--method",
+                    "l1", "--sparsity", "0.4", "--round-to", "auto", "--json"))  # fmt: skip
+    assert doc["pruning"]["round_to"] == multiple  # the resolved number is what the file records
+    convs = [row["shape"][0] for row in doc["layers"] if row["type"] == "Conv2d"]
+    assert all(width % multiple == 0 for width in convs) and convs != [32, 64, 128, 128]
+    assert f"--round-to auto: {multiple} on cpu" in " ".join(doc["notes"])
+
+
+def test_round_to_auto_on_cuda_is_8_without_a_gpu_needed_to_say_so():
+    assert kernel_multiple(torch.device("cuda"))[0] == 8
+    assert kernel_multiple(torch.device("mps"))[0] == 1
+
+
+@pytest.mark.parametrize("value", ["x", "0", "-8", "1.5"])
+def test_a_bad_round_to_is_one_line(cli, value):
+    result = cli("prune", "snipit:small-cnn", "--structured", "--round-to", value, "-o", "x.safetensors")
+    assert result.exit_code == 2 and "--round-to must be a whole number of channels" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not Path("x.safetensors").exists()
 
 
 def test_target_latency_cuts_the_measured_latency_and_reports_both_timings(cli):

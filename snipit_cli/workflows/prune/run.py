@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ def run_prune(
     started = time.perf_counter()
     launch = launched()
     device = rank_device(resolve_device(request.device), launch)
+    request, rounding = _resolved(request, device)
     with process_group(device, launch) as sync:
         setup = scored_together(sync, _prepare, request, device, launch)
         if request.structured:
@@ -80,6 +82,7 @@ def run_prune(
             else None
         )
         model = setup.session.model.to("cpu")
+        pruned.notes += [rounding] if rounding else []
         pruned.samples_per_rank = sync.gather_int(pruned.samples_read)
         pruned.backend = getattr(sync, "backend", None)
 
@@ -122,6 +125,14 @@ def run_prune(
         if setup.folder is not None:  # the card now holds the fine-tuned accuracy
             hub_folder.rewrite_card(setup.folder, report, setup.session.loaded.arch, request.command)
     return PruneOutcome(model, report)
+
+
+def _resolved(request: PruneRequest, device: torch.device) -> tuple[PruneRequest, str | None]:
+    """``request`` with ``--round-to auto`` made the device's multiple, and the note saying so."""
+    if request.structured is None:
+        return request, None
+    structured, note = request.structured.resolved(device)
+    return replace(request, structured=structured), note
 
 
 def _folder_writers(

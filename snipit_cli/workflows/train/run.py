@@ -11,6 +11,7 @@ block records the data, optimizer and pruning options, which a resumed run reuse
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,10 @@ def run_train(request: TrainRequest, progress: EpochProgress | None = None) -> T
         request = resumed_request(request, resumed, loaded.source)
     check_exclude(loaded.model, request.exclude)
     device = resolve_device(request.device)
+    rounding = None
+    if request.prune is not None and request.prune.structured is not None:  # --round-to auto
+        structured, rounding = request.prune.structured.resolved(device)
+        request = replace(request, prune=replace(request.prune, structured=structured))
     require_dataset(request.data)
     session = open_session(loaded, device=device, data=request.data, input_size=request.model.input_size)
     sets = training_sets(request.reads, session)
@@ -112,7 +117,9 @@ def run_train(request: TrainRequest, progress: EpochProgress | None = None) -> T
         folder=str(folder) if folder is not None else None,
         state_file=str(state_file),
         run=run_block(str(device), time.perf_counter() - started),
-        notes=sets.notes + connectivity_notes(report["connectivity"], report["pruning"]),
+        notes=sets.notes
+        + ([rounding] if rounding else [])
+        + connectivity_notes(report["connectivity"], report["pruning"]),
     )
     return TrainOutcome(state.model, report)
 
