@@ -183,11 +183,31 @@ def slim(repeats: int) -> list[dict]:
         torch.manual_seed(0)
         dense = build_model(parse_arch(spec, num_classes=10))
         dense_lat = measure_latency(dense, size, batch_sizes=(1, 32), repeats=max(20, repeats))
+        dense_lat["channels_last_32"] = _channels_last_ms(dense, size, repeats)
         dense_macs = count_macs(dense, size)
         for sparsity in (0.3, 0.5, 0.7):
-            for round_to in (1, 8):
+            for round_to in (1, "auto"):
                 rows.append(_slim_row(spec, size, sparsity, round_to, dense_lat, dense_macs, repeats))
     return rows
+
+
+def _channels_last_ms(model, size, repeats) -> float:
+    """b32 median of the model in channels-last (weights converted; the first conv converts the
+    input), timed by ``compare --latency``'s code, then the model put back."""
+    model = model.to(memory_format=torch.channels_last)
+    try:
+        return measure_latency(model, size, batch_sizes=(32,), repeats=max(20, repeats))["batch_sizes"]["32"][
+            "median_ms"
+        ]
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
+def _channels_last_cells(r: dict) -> str:
+    if "channels_last_32" not in r:  # rows of runs before the column existed
+        return "— | — |"
+    c = r["channels_last_32"]
+    return f"{c['dense_ms']:.0f} / {c['slim_ms']:.0f} | {r['channels_last_efficiency_32']:.2f} |"
 
 
 def _slim_row(spec, size, sparsity, round_to, dense_lat, dense_macs, repeats) -> dict:
@@ -204,7 +224,8 @@ def _slim_row(spec, size, sparsity, round_to, dense_lat, dense_macs, repeats) ->
     row = {
         "model": spec,
         "node_sparsity": sparsity,
-        "round_to": round_to,
+        "round_to": outcome.report["pruning"]["round_to"],
+        "round_to_asked": round_to,
         "achieved_nodes": outcome.report["sparsity"]["nodes"],
         "prune_s": prune_s,
         "macs_reduction": dense_macs / macs,
@@ -214,6 +235,9 @@ def _slim_row(spec, size, sparsity, round_to, dense_lat, dense_macs, repeats) ->
     for b in ("1", "32"):
         row[f"speedup_{b}"] = dense_lat["batch_sizes"][b]["median_ms"] / lat["batch_sizes"][b]["median_ms"]
         row[f"efficiency_{b}"] = row[f"speedup_{b}"] / row["macs_reduction"]
+    slim_cl = _channels_last_ms(outcome.model, size, repeats)
+    row["channels_last_32"] = {"dense_ms": dense_lat["channels_last_32"], "slim_ms": slim_cl}
+    row["channels_last_efficiency_32"] = dense_lat["channels_last_32"] / slim_cl / row["macs_reduction"]
     print(f"slim {spec} {sparsity} round_to={round_to}: {row['speedup_32']:.2f}x vs MACs "
           f"{row['macs_reduction']:.2f}x", file=sys.stderr)  # fmt: skip
     return row
@@ -402,17 +426,19 @@ def markdown(results: dict) -> str:
             "## 3. Slim models: measured CPU latency vs MACs (structured snap-it, 224 px)",
             "",
             "| model | node sparsity asked (achieved) | --round-to | MACs reduction | dense ms b1 / b32 | "
-            "slim ms b1 / b32 | speedup b1 | speedup b32 | b32 speedup ÷ MACs reduction (goal ≥ 0.8) |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "slim ms b1 / b32 | speedup b1 | speedup b32 | b32 speedup ÷ MACs reduction (goal ≥ 0.8) "
+            "| channels-last b32 dense / slim ms | channels-last b32 speedup ÷ MACs reduction |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in results["slim"]:
             d, s_ = r["dense_latency_ms"], r["latency_ms"]
             lines.append(
-                f"| {r['model']} | {r['node_sparsity']} ({r['achieved_nodes']:.3f}) | {r['round_to']} | "
+                f"| {r['model']} | {r['node_sparsity']} ({r['achieved_nodes']:.3f}) | {r['round_to']}"
+                f"{' (auto)' if r.get('round_to_asked') == 'auto' else ''} | "
                 f"{r['macs_reduction']:.2f}× | "
                 f"{d['1']['median_ms']:.1f} / {d['32']['median_ms']:.0f} | "
                 f"{s_['1']['median_ms']:.1f} / {s_['32']['median_ms']:.0f} | {r['speedup_1']:.2f}× | "
-                f"{r['speedup_32']:.2f}× | {r['efficiency_32']:.2f} |"
+                f"{r['speedup_32']:.2f}× | {r['efficiency_32']:.2f} | " + _channels_last_cells(r)
             )
         lines.append("")
     if "peers" in results:
