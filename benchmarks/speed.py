@@ -387,7 +387,12 @@ def markdown(results: dict) -> str:
         "# Speed and memory",
         "",
         f"Command: `{meta['command']}`; torch {meta['torch']}, {meta['threads']} threads, {meta['machine']}. "
-        "Figures: median [min–max] (n runs), all in one run of the script.",
+        "Figures: median [min–max] (n runs); "
+        + (
+            "each section from one run (a later `--merge` run replaced the sections it names)."
+            if "--merge" in meta["command"]
+            else "all in one run of the script."
+        ),
         "",
     ]
     if "overhead" in results:
