@@ -381,6 +381,32 @@ def _fmt(spread_: dict, unit: str = "", digits: int = 2) -> str:
     )
 
 
+def _target_latency_section() -> list[str]:
+    """Issue 19's latency target, from its own benchmark's results (``target_latency.py``)."""
+    path = RESULTS / "target_latency.json"
+    if not path.is_file():
+        return []
+    doc = json.loads(path.read_text())
+    lines = [
+        "## 5. `--target latency`: the cut asked against the cut measured again",
+        "",
+        f"From `{doc['meta']['command']}` ([target_latency.md](target_latency.md)): 224 px, latency at "
+        f"batch {doc['rows'][0]['batch']}, re-measured by `compare --latency`'s code.",
+        "",
+        "| model | asked | re-measured (goal ±5 pp) | MACs removed | prune s | --target macs at the same "
+        "fraction: latency cut, prune s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in doc["rows"]:
+        m = r["macs_target"]
+        lines.append(
+            f"| {r['model']} | {r['target']} | {r['achieved_remeasured']:.3f} ({r['off_by_pp']:.1f} pp) | "
+            f"{r['macs_removed']:.3f} | {r['prune_s']:.1f} | "
+            f"{m['latency_cut_remeasured']:.3f}, {m['prune_s']:.1f} |"
+        )
+    return [*lines, ""]
+
+
 def markdown(results: dict) -> str:
     meta = results["meta"]
     lines = [
@@ -498,6 +524,7 @@ def markdown(results: dict) -> str:
             f"snipit magnitude / torch L1: {un['magnitude_ratio']:.2f}",
             "",
         ]
+    lines += _target_latency_section()
     return "\n".join(lines)
 
 
