@@ -457,6 +457,11 @@ def _setting_text(panel: str, s, train_root: Path, test_root: Path, seeds: list[
         f"Net: snipit:small-cnn width {s.width} ({widths} channels, BatchNorm); seeds {seeds} (model "
         "init, data order, pruning randomness)."
     )
+    if panel == "guard":
+        return (
+            f"{data} {net} As the panel above, but pruned as `snipit train` does by default: the collapse "
+            "guard keeps 0.1% of each layer (at least 1 weight), so no layer is emptied."
+        )
     if panel == "cifar10":
         return (
             f"{data} {net} Pruned at initialisation on 5 batches of 100 training images per step "

@@ -26,7 +26,7 @@ from pathlib import Path
 
 UNSTRUCTURED = ("random", "magnitude", "snip", "snip-it", "grasp", "synflow")
 STRUCTURED = ("random", "l1", "snap", "snap-it")
-PANELS = ("cifar10", "trained", "disconnection")
+PANELS = ("cifar10", "guard", "trained", "disconnection")
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
@@ -86,6 +86,11 @@ def plan(quick: bool, panels: tuple[str, ...], seeds: tuple[int, ...] = (0,)) ->
             runs.append(Run("cifar10", "dense", 0.0, False, "weights", seed))
             runs += [Run("cifar10", m, lv, False, "weights", seed) for lv in s.levels for m in UNSTRUCTURED]
             runs += [Run("cifar10", m, lv, True, "macs", seed) for lv in s.macs_levels for m in STRUCTURED]
+    if "guard" in panels:  # the high sparsities again, with snipit's default collapse guard
+        for seed in seeds:
+            runs += [
+                Run("guard", m, lv, False, "weights", seed) for lv in s.levels[-2:] for m in UNSTRUCTURED
+            ]
     if "disconnection" in panels:
         runs += [
             Run("disconnection", m, level, False, "weights")
@@ -158,7 +163,7 @@ def execute(run: Run, subset: str, test_root: str, quick: bool, trained: str | N
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "model.safetensors"
-        if run.panel == "cifar10":
+        if run.panel in ("cifar10", "guard"):
             report = _train(run, Path(subset), out, s)
         else:
             report = _prune(run, Path(subset), out, s, Path(trained) if trained else None)
@@ -191,7 +196,7 @@ def _train(run: Run, subset: Path, out: Path, s: Setting) -> dict:
             freq=0,
             structured=StructuredOptions(target=run.target) if run.structured else None,
             batches=5,
-            allow_collapse=True,  # as the papers prune: the ranking alone decides
+            allow_collapse=run.panel != "guard",  # as the papers prune: the ranking alone decides
         )
     request = TrainRequest(
         model=_model(s.width),
@@ -374,10 +379,16 @@ def _disconnection_table(rows: list[dict]) -> list[str]:
 
 PANEL_TITLES = {
     "cifar10": "Pruned at initialisation, then trained (unstructured by weights, structured at equal MACs)",
+    "guard": "The highest sparsities again, with snipit's default collapse guard (no --allow-collapse)",
     "trained": "Trained checkpoint, pruned with no fine-tuning, without and with BatchNorm recalibration",
     "disconnection": "Disconnection at initialisation (unstructured, --allow-collapse)",
 }
-TABLES = {"cifar10": _init_table, "trained": _trained_table, "disconnection": _disconnection_table}
+TABLES = {
+    "cifar10": _init_table,
+    "guard": _init_table,
+    "trained": _trained_table,
+    "disconnection": _disconnection_table,
+}
 
 
 def plot(summary: list[dict], path: Path) -> None:

@@ -63,7 +63,14 @@ def _cifar_jpegs(root: Path, split: str, per_class: int, seed: int) -> None:
             Image.fromarray(pixels).save(folder / f"{i:04d}.jpg", quality=90)
 
 
-def test_quick_cifar10_benchmark_writes_its_three_panels(tmp_path):
+UNSTRUCTURED = ("random", "magnitude", "snip", "snip-it", "grasp", "synflow")
+
+
+def runs_of(doc: dict, panel: str) -> list[dict]:
+    return [r for r in doc["runs"] if r["panel"] == panel]
+
+
+def test_quick_cifar10_benchmark_writes_its_panels(tmp_path):
     _cifar_jpegs(tmp_path / "data" / "cifar10-train-jpg", "train", 20, 0)
     _cifar_jpegs(tmp_path / "data" / "cifar10-test-jpg", "test", 20, 1)
     out = tmp_path / "results"
@@ -76,7 +83,8 @@ def test_quick_cifar10_benchmark_writes_its_three_panels(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads((out / "quality-quick-cifar10.json").read_text())
-    assert set(doc["meta"]["panels"]) == {"cifar10", "trained", "disconnection"}
+    assert set(doc["meta"]["panels"]) == {"cifar10", "guard", "trained", "disconnection"}
+    assert {r["method"] for r in runs_of(doc, "guard")} == set(UNSTRUCTURED)
     runs = doc["runs"]
     trained = [r for r in runs if r["panel"] == "trained" and r["method"] != "dense"]
     methods = ("random", "magnitude", "snip", "snip-it", "grasp", "synflow", "l1", "snap", "snap-it")
