@@ -63,7 +63,7 @@ def prune(
     round_to: Annotated[
         str | None,
         typer.Option(
-            metavar="N|auto",
+            metavar="<N|auto>",
             help="With --structured: every channel group keeps a multiple of N channels (faster slim "
             "models, slightly fewer removed); auto: the multiple the device's kernels compute in (16 on "
             "AVX-512 CPUs, 8 on AVX2 and CUDA) \\[default: 1].",

@@ -136,7 +136,7 @@ def train(
     round_to: Annotated[
         str | None,
         typer.Option(
-            metavar="N|auto",
+            metavar="<N|auto>",
             help="With --structured: every channel group keeps a multiple of N channels (auto: the "
             "device's).",
             **_P,
