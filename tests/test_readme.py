@@ -63,7 +63,9 @@ def test_the_tested_architectures_are_generated_from_the_coverage_results():
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "tools/readme_archs.py", "--check"], cwd=root, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "tools/readme_archs.py", "--check"], cwd=root, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 

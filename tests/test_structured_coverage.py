@@ -69,7 +69,8 @@ def test_slims_with_the_proof_and_reloads_identically(tmp_path, spec):
     assert nodes["remaining"] == nodes["dense"] - round(0.5 * nodes["dense"])
     assert report["params"]["total"] < report["params"]["dense"]
     equivalence = report["pruning"]["equivalence"]
-    assert equivalence["precision"] == "float64" and equivalence["max_rel_diff"] <= equivalence["tolerance"] == 1e-6
+    assert equivalence["precision"] == "float64"
+    assert equivalence["max_rel_diff"] <= equivalence["tolerance"] == 1e-6
     kept = report["pruning"]["limits"]["kept_groups"]
     if SLIMS[spec] is None:
         assert kept == []

@@ -75,9 +75,17 @@ BLOCKS: dict[str, tuple[str, ...]] = {
 #: shapes of a slim model, tied weights, ratios that need --latency / --eval.
 OPTIONAL: dict[str, frozenset[str]] = {
     "pruning": frozenset(
-        {"min_keep", "round_to", "collapse", "equivalence", "limits", "calibration", "recalibration",
-         "latency"}
-    ),  # fmt: skip
+        {
+            "min_keep",
+            "round_to",
+            "collapse",
+            "equivalence",
+            "limits",
+            "calibration",
+            "recalibration",
+            "latency",
+        }
+    ),
     "layers[]": frozenset({"dense_shape", "tied_to", "macs"}),
     "ratios[]": frozenset({"speedup", "top1_change"}),
 }

@@ -34,7 +34,9 @@ def _probe(*args: str) -> tuple[str, str]:
 
 def test_importing_the_app_imports_no_torch() -> None:
     code = f"import sys, snipit_cli.cli.app; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert done.stdout.strip() == "[]"
 
 

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from conftest import folder_listing
 from safetensors.torch import load_file
 from torch import nn
 
@@ -206,7 +205,9 @@ def test_a_group_the_chosen_widths_break_is_kept_dense_and_the_run_goes_on(cli, 
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     (kept,) = doc["pruning"]["limits"]["kept_groups"]
-    assert kept.startswith("a (at its chosen width, the forward fails: ValueError: expected 6 channels or more, got ")
+    assert kept.startswith(
+        "a (at its chosen width, the forward fails: ValueError: expected 6 channels or more, got "
+    )
     assert doc["nodes"] == {"dense": 2, "remaining": 1}  # chosen again without a: hidden's 2 units
     assert doc["pruning"]["equivalence"]["precision"] == "float64"
     assert doc["pruning"]["equivalence"]["samples"] == 2  # of the batch of 4: a coupling error shows in any
