@@ -71,8 +71,8 @@ def runs_of(doc: dict, panel: str) -> list[dict]:
 
 
 def test_quick_cifar10_benchmark_writes_its_panels(tmp_path):
-    _cifar_jpegs(tmp_path / "data" / "cifar10-train-jpg", "train", 20, 0)
-    _cifar_jpegs(tmp_path / "data" / "cifar10-test-jpg", "test", 20, 1)
+    _cifar_jpegs(tmp_path / "data" / "cifar10-train-jpg", "train", 10, 0)
+    _cifar_jpegs(tmp_path / "data" / "cifar10-test-jpg", "test", 10, 1)
     out = tmp_path / "results"
     command = [sys.executable, str(BENCHMARK), "--quick", "--dataset", "cifar10"]
     proc = subprocess.run(
