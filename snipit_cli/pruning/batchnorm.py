@@ -2,7 +2,8 @@
 
 Pruning a trained network shifts the input statistics of every BatchNorm after a pruned layer;
 the stale running mean and variance, more than the removed weights, then cost the accuracy (a
-CIFAR-10 ResNet-20 at 0.3 node sparsity: 27% top-1 as pruned, 61% recalibrated). The statistics
+trained CIFAR-10 CNN at 0.5 weight sparsity, SNIP-it, no fine-tuning: 26% top-1 as pruned, 51%
+recalibrated; ``benchmarks/results/quality.md``). The statistics
 are re-estimated as a cumulative average over calibration batches (``momentum=None``).
 
 ``torch.optim.swa_utils.update_bn`` does the same for one process, but puts the whole model in
