@@ -385,11 +385,14 @@ def run_cifar10(args: argparse.Namespace, argv: list[str] | None) -> int:
             started = time.perf_counter()
             trained = None
             runs = cifar.plan(args.quick, (panel,), seeds)
-            if panel == "trained":
+            if panel in ("trained", "latency"):
                 trained = Path(tmp) / "dense.safetensors"
                 torch.set_num_threads(args.workers)
-                cifar.train_dense(subset, trained, args.quick)
-                runs = cifar.trained_plan(args.quick)
+                if not trained.is_file():
+                    cifar.train_dense(subset, trained, args.quick)
+                runs = (
+                    cifar.trained_plan(args.quick) if panel == "trained" else cifar.latency_plan(args.quick)
+                )
             rows = _pool(
                 args.workers,
                 runs,
@@ -468,6 +471,14 @@ def _setting_text(panel: str, s, train_root: Path, test_root: Path, seeds: list[
             "(--allow-collapse, as the papers prune), then SGD momentum 0.9, lr 0.05 cosine, weight decay "
             f"5e-4, batch 100, {s.epochs} epochs. Structured runs prune to equal MACs removed "
             "(--target macs)."
+        )
+    if panel == "latency":
+        return (
+            f"{data} {net} The `trained` panel's dense net, pruned by SNAP-it (calibration 5 batches of 64, "
+            "BatchNorm recalibrated, no fine-tuning) with `--target latency --latency-batch "
+            f"{cifar.LATENCY_BATCH}` and with `--target macs`; every slim model and the dense one timed "
+            f"again at batch {cifar.LATENCY_BATCH} by `compare --latency`'s code (median of 3 interleaved "
+            "medians of 20, one thread)."
         )
     if panel == "trained":
         return (

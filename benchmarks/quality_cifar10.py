@@ -10,6 +10,10 @@ Three panels, each written with its command and wall time:
 - ``disconnection``: the units left without inputs or outputs and whether an input-output path
   survives (the report's ``connectivity`` block), per method and sparsity, pruned at
   initialisation (disconnection is fixed by the masks; training keeps them).
+- ``latency``: the trained net of ``trained`` pruned by SNAP-it with ``--target latency`` and
+  with ``--target macs`` at several levels (recalibrated, no fine-tuning); every slim model's
+  latency measured again by ``compare --latency``'s code, so the two are compared at equal
+  measured latency (issue 19 item 4).
 
 The CPU setting is reduced (see ``SETTING``): a small CNN on a class-balanced subset of the
 training set. The JPEG images are lossy re-encodings (``../shared/data/README.md``): the numbers
@@ -26,7 +30,10 @@ from pathlib import Path
 
 UNSTRUCTURED = ("random", "magnitude", "snip", "snip-it", "grasp", "synflow")
 STRUCTURED = ("random", "l1", "snap", "snap-it")
-PANELS = ("cifar10", "guard", "trained", "disconnection")
+PANELS = ("cifar10", "guard", "trained", "disconnection", "latency")
+#: Batch the latency panel prunes for and measures at: at batch 1 a forward of this net is tens of
+#: microseconds, timer noise.
+LATENCY_BATCH = 64
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
@@ -44,6 +51,8 @@ class Setting:
     trained_nodes: tuple[float, ...]  # node sparsities of the trained panel
     disconnection_levels: tuple[float, ...]
     test_images: int  # of the 10,000 test images, evaluated once at the end
+    latency_levels: tuple[float, ...] = (0.3, 0.5)  # --target latency, latency panel
+    latency_macs_levels: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # --target macs beside it
 
 
 SETTING = {
@@ -59,7 +68,7 @@ SETTING = {
         (0.9, 0.95, 0.98, 0.99, 0.995),
         10_000,
     ),
-    True: Setting(4, 10, 1, 1, (0.9,), (0.5,), (0.5,), (0.3,), (0.99,), 100),
+    True: Setting(4, 10, 1, 1, (0.9,), (0.5,), (0.5,), (0.3,), (0.99,), 100, (0.3,), (0.3,)),
 }
 
 
@@ -98,6 +107,16 @@ def plan(quick: bool, panels: tuple[str, ...], seeds: tuple[int, ...] = (0,)) ->
             for m in UNSTRUCTURED
         ]
     return runs
+
+
+def latency_plan(quick: bool) -> list[Run]:
+    """SNAP-it on the trained net: ``--target latency`` at its levels, ``--target macs`` at more,
+    so that each latency run has macs runs on both sides of its measured latency."""
+    s = SETTING[quick]
+    runs = [Run("latency", "snap-it", lv, True, "latency", recalibrate=True) for lv in s.latency_levels]
+    return runs + [
+        Run("latency", "snap-it", lv, True, "macs", recalibrate=True) for lv in s.latency_macs_levels
+    ]
 
 
 def trained_plan(quick: bool) -> list[Run]:
@@ -147,6 +166,21 @@ def _evaluate(checkpoint: Path, test_root: Path, images: int) -> float:
     return describe(DescribeRequest(ModelOptions(str(checkpoint)), data=data, device="cpu"))["eval"]["top1"]
 
 
+def _latency_cut(dense: Path, slim: Path) -> dict:
+    """Both models timed by ``compare --latency``'s code, interleaved (median of 3 medians of 20)."""
+    from snipit_cli.metrics.latency import measure_latency
+    from snipit_cli.models.loading import load_model
+
+    models = {"dense": load_model(dense), "slim": load_model(slim)}
+    ms: dict[str, list[float]] = {"dense": [], "slim": []}
+    for _ in range(3):
+        for name, model in models.items():
+            timing = measure_latency(model, (3, 32, 32), batch_sizes=(LATENCY_BATCH,), repeats=20)
+            ms[name].append(timing["batch_sizes"][str(LATENCY_BATCH)]["median_ms"])
+    dense_ms, slim_ms = statistics.median(ms["dense"]), statistics.median(ms["slim"])
+    return {"dense_ms": dense_ms, "slim_ms": slim_ms, "removed": 1 - slim_ms / dense_ms}
+
+
 def _model(width: int):
     from snipit_cli.workflows.session import ModelOptions
 
@@ -168,6 +202,7 @@ def execute(run: Run, subset: str, test_root: str, quick: bool, trained: str | N
         else:
             report = _prune(run, Path(subset), out, s, Path(trained) if trained else None)
         top1 = _evaluate(out, Path(test_root), s.test_images) if run.panel != "disconnection" else None
+        latency = _latency_cut(Path(trained), out) if run.panel == "latency" else None
     row = {
         **run.__dict__,
         "top1": top1,
@@ -176,6 +211,9 @@ def execute(run: Run, subset: str, test_root: str, quick: bool, trained: str | N
         "macs": report["macs"]["remaining"],
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if latency is not None:
+        row["latency"] = {**latency, "reported": report["pruning"].get("latency", {}).get("removed")}
+        row["macs_removed"] = 1 - report["macs"]["remaining"] / report["macs"]["dense"]
     connectivity = report.get("connectivity")
     if connectivity:
         row["connectivity"] = {k: v for k, v in connectivity.items() if k != "layers"}
@@ -234,7 +272,6 @@ def train_dense(subset: Path, out: Path, quick: bool) -> dict:
 
 
 def _prune(run: Run, subset: Path, out: Path, s: Setting, trained: Path | None) -> dict:
-    from snipit_cli.pruning.structured.options import StructuredOptions
     from snipit_cli.workflows.describe import DescribeRequest, describe
     from snipit_cli.workflows.prune import ModelOptions, PruneRequest, run_prune
 
@@ -250,11 +287,18 @@ def _prune(run: Run, subset: Path, out: Path, s: Setting, trained: Path | None) 
         seed=run.seed,
         device="cpu",
         output=out,
-        structured=StructuredOptions(target=run.target) if run.structured else None,
+        structured=_structured(run) if run.structured else None,
         allow_collapse=run.panel == "disconnection",  # the criteria as published
-        recalibrate_bn=run.recalibrate if run.panel == "trained" else False,
+        recalibrate_bn=run.recalibrate if run.panel in ("trained", "latency") else False,
     )
     return run_prune(request).report
+
+
+def _structured(run: Run):
+    from snipit_cli.pruning.structured.options import StructuredOptions
+
+    batch = LATENCY_BATCH if run.target == "latency" else 1
+    return StructuredOptions(target=run.target, latency_batch=batch)
 
 
 # --- summary -------------------------------------------------------------------------------
@@ -285,6 +329,8 @@ def summarise(rows: list[dict]) -> list[dict]:
                 "macs": statistics.fmean(r["macs"] for r in rs),
                 "seconds": statistics.median(r["seconds"] for r in rs),
                 "connectivity": conn[0] if conn else None,
+                "latency": rs[0].get("latency"),
+                "macs_removed": rs[0].get("macs_removed"),
             }
         )
     return out
@@ -377,17 +423,49 @@ def _disconnection_table(rows: list[dict]) -> list[str]:
     return out
 
 
+def _latency_table(rows: list[dict]) -> list[str]:
+    """Each run's measured latency cut; for each --target latency run, the --target macs series'
+    top-1 read (linearly) at the same measured cut."""
+    out = [
+        "| target | asked | latency cut, re-measured (reported) | dense / slim ms | MACs removed | top-1 "
+        "| --target macs top-1 at the same cut | difference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    macs = sorted((s["latency"]["removed"], s["top1"]) for s in rows if s["of"] == "macs" and s["latency"])
+    for s in sorted(rows, key=lambda s: (s["of"] != "latency", s["sparsity"])):
+        lat = s["latency"] or {}
+        at = _interpolate(macs, lat["removed"]) if s["of"] == "latency" and lat else None
+        reported = f"{lat['reported']:.3f}" if lat.get("reported") is not None else "—"
+        out.append(
+            f"| {s['of']} | {s['sparsity']} | {lat.get('removed', 0):.3f} ({reported}) | "
+            f"{lat.get('dense_ms', 0):.2f} / {lat.get('slim_ms', 0):.2f} | {s['macs_removed']:.3f} | "
+            f"{_pct(s['top1'])} | {_pct(at)} | "
+            f"{'—' if at is None else format(100 * (s['top1'] - at), '+.2f')} |"
+        )
+    return out
+
+
+def _interpolate(points: list[tuple[float, float]], x: float) -> float | None:
+    """y at x on the polyline through ``points`` (sorted by x); None outside their range."""
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):  # noqa: B905 (one shorter by design)
+        if x0 <= x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 > x0 else (y0 + y1) / 2
+    return None
+
+
 PANEL_TITLES = {
     "cifar10": "Pruned at initialisation, then trained (unstructured by weights, structured at equal MACs)",
     "guard": "The highest sparsities again, with snipit's default collapse guard (no --allow-collapse)",
     "trained": "Trained checkpoint, pruned with no fine-tuning, without and with BatchNorm recalibration",
     "disconnection": "Disconnection at initialisation (unstructured, --allow-collapse)",
+    "latency": "Accuracy at equal measured latency: --target latency against --target macs (SNAP-it)",
 }
 TABLES = {
     "cifar10": _init_table,
     "guard": _init_table,
     "trained": _trained_table,
     "disconnection": _disconnection_table,
+    "latency": _latency_table,
 }
 
 

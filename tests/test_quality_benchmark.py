@@ -42,7 +42,13 @@ def test_quick_quality_benchmark_writes_table_json_and_plot(tmp_path):
         assert (r["train_samples"], r["test_samples"]) == (240, 60)
         if not r["structured"]:
             assert abs(r["achieved"] - r["sparsity"]) < 1e-6
+    latency = runs_of(doc, "latency")
+    assert sorted(r["target"] for r in latency) == ["latency", "macs"]
+    for r in latency:  # each slim model timed again beside the dense one
+        assert r["latency"]["removed"] == 1 - r["latency"]["slim_ms"] / r["latency"]["dense_ms"]
+        assert 0.0 < r["macs_removed"] < 1.0
     table = (out / "quality-quick.md").read_text()
+    assert "--target latency against --target macs" in table
     assert "| init | snip-it | 0.99 |" in table and "240 train / 60 test" in table
     png = (out / "quality-quick.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
@@ -83,7 +89,7 @@ def test_quick_cifar10_benchmark_writes_its_panels(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads((out / "quality-quick-cifar10.json").read_text())
-    assert set(doc["meta"]["panels"]) == {"cifar10", "guard", "trained", "disconnection"}
+    assert set(doc["meta"]["panels"]) == {"cifar10", "guard", "trained", "disconnection", "latency"}
     assert {r["method"] for r in runs_of(doc, "guard")} == set(UNSTRUCTURED)
     runs = doc["runs"]
     trained = [r for r in runs if r["panel"] == "trained" and r["method"] != "dense"]
@@ -93,6 +99,12 @@ def test_quick_cifar10_benchmark_writes_its_panels(tmp_path):
     assert all(0.0 <= r["top1"] <= 1.0 for r in runs if r["panel"] != "disconnection")
     disconnection = [r for r in runs if r["panel"] == "disconnection"]
     assert len(disconnection) == 6 and all(r["connectivity"]["units"] > 0 for r in disconnection)
+    latency = runs_of(doc, "latency")
+    assert sorted(r["target"] for r in latency) == ["latency", "macs"]
+    for r in latency:  # each slim model timed again beside the dense one
+        assert r["latency"]["removed"] == 1 - r["latency"]["slim_ms"] / r["latency"]["dense_ms"]
+        assert 0.0 < r["macs_removed"] < 1.0
     table = (out / "quality-quick.md").read_text()
+    assert "--target latency against --target macs" in table
     assert "without and with BatchNorm recalibration" in table and "| snip-it | 0.99 |" in table
     assert (out / "quality-quick-cifar10.png").read_bytes().startswith(b"\x89PNG")

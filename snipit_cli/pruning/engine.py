@@ -25,6 +25,7 @@ from snipit_cli.pruning.masks import (
     apply_masks,
     count_kept,
     layer_floors,
+    zero_dropped,
 )
 from snipit_cli.pruning.schedule import count_to_prune
 from snipit_cli.sync import LOCAL, Sync
@@ -124,15 +125,16 @@ def prune(
             _check_some_signal(silent, masks, criterion)
         result.zero_score_layers += [n for n in silent if n not in result.zero_score_layers]
         keep = min(total - count_to_prune(fraction, total), ranking.n_alive)
-        masks = _next_masks(ranking, keep, floors, fraction, result.held_layers)
+        _select(ranking, keep, floors, fraction, result.held_layers)
         if sync.world_size > 1:  # rank 0's masks; the alive indices are read off them again
-            masks, alive = dict(zip(masks, sync.broadcast(list(masks.values())), strict=True)), None
-        else:
-            alive = ranking.kept
-        apply_masks(weights, masks)
+            masks = dict(zip(ranking.names, sync.broadcast(list(ranking.masks().values())), strict=True))
+            apply_masks(weights, masks)
+        else:  # indices only: full masks are built once, after the last step
+            alive, masks = ranking.kept, None
+            zero_dropped(weights, ranking.dropped)
         result.kept_per_step.append(keep)
         progress.end_step(step, keep, total)
-    result.masks = masks
+    result.masks = masks if masks is not None else ranking.masks()
     return result
 
 
@@ -147,10 +149,10 @@ def _check_keeps_some(schedule: list[float], total: int) -> None:
         )
 
 
-def _next_masks(ranking: Ranking, keep: int, floors, fraction: float, held: list[str]) -> Masks:
+def _select(ranking: Ranking, keep: int, floors, fraction: float, held: list[str]) -> None:
     """Global top-k; with floors, layers it would empty are held at their minimum instead."""
     try:
-        return ranking.top(keep, floors, held)
+        ranking.select(keep, floors, held)
     except FloorError as exc:
         raise UsageError(
             f"sparsity {fraction} keeps {keep} weights, fewer than the {exc.needed} the collapse guard "

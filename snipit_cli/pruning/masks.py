@@ -78,18 +78,23 @@ class Ranking:
             alive = {n: torch.nonzero(current[n].reshape(-1)).flatten() for n in self.names}
         self.alive = [alive[n].to(scores[n].device) for n in self.names]
         self.alive_per_layer = [int(i.numel()) for i in self.alive]
-        self.flat = torch.cat(
-            [
-                scores[n].detach().reshape(-1).index_select(0, i)
-                for n, i in zip(self.names, self.alive, strict=True)
-            ]
-        ).float()
+        device = self.alive[0].device if self.alive else None
+        self.flat = torch.empty(sum(self.alive_per_layer), device=device)
+        parts = self.flat.split(self.alive_per_layer)
+        for name, idx, part in zip(self.names, self.alive, parts, strict=True):
+            score = scores[name].detach().reshape(-1)
+            if score.dtype == part.dtype:  # gathered straight into place: no concatenation copy
+                torch.index_select(score, 0, idx, out=part)
+            else:
+                part.copy_(score.index_select(0, idx))
         # NaN and Inf survive a sum, so one reduction screens for them; a sum that overflows is
         # checked entry by entry, which finds nothing to refuse if every score is finite
         if not bool(self.flat.sum().isfinite()):
             check_finite({n: self.flat[p] for n, p in zip(self.names, self._parts(), strict=True)})
-        #: After :meth:`top`: flat indices of the weights it kept, per layer (the next ``alive``).
+        #: After :meth:`select`: flat indices of the weights it kept, per layer (the next ``alive``),
+        #: and of the alive ones it dropped.
         self.kept: dict[str, torch.Tensor] = {}
+        self.dropped: dict[str, torch.Tensor] = {}
 
     def _parts(self) -> list[slice]:
         ends = list(itertools.accumulate(self.alive_per_layer))
@@ -107,6 +112,15 @@ class Ranking:
     def top(self, keep: int, floors: Mapping[str, int] | None = None, held: list[str] | None = None) -> Masks:
         """The ``keep`` best alive weights; with ``floors``, layers the plain ranking would leave
         under their floor are held there (their names appended to ``held``)."""
+        self.select(keep, floors, held)
+        return self.masks()
+
+    def select(
+        self, keep: int, floors: Mapping[str, int] | None = None, held: list[str] | None = None
+    ) -> None:
+        """As :meth:`top`, leaving the choice as indices only (:attr:`kept`, :attr:`dropped`):
+        the pruning loop zeroes what a step drops and builds full masks once, after the last
+        step, so a step touches only the weights still alive."""
         if not 0 <= keep <= self.n_alive:
             raise ValueError(f"cannot keep {keep} weights when {self.n_alive} are alive")
         chosen = _top_k_stable(self.flat, keep, pruned=False)
@@ -118,7 +132,9 @@ class Ranking:
                 chosen = self._with_floors(keep, wanted)
                 if held is not None:
                     held.extend(n for n in short if n not in held)
-        return self._masks(chosen)
+        for name, idx, part in zip(self.names, self.alive, chosen.split(self.alive_per_layer), strict=True):
+            self.kept[name] = idx[part]
+            self.dropped[name] = idx[part.logical_not_()]
 
     def _with_floors(self, keep: int, wanted: list[int]) -> torch.Tensor:
         if sum(wanted) > keep:
@@ -129,15 +145,13 @@ class Ranking:
                 view.masked_fill_(_top_k_stable(view, want, pruned=False), float("inf"))
         return _top_k_stable(boosted, keep, pruned=False)
 
-    def _masks(self, chosen: torch.Tensor) -> Masks:
-        """Per-layer masks from the chosen alive entries (and :attr:`kept`, the next ``alive``)."""
+    def masks(self) -> Masks:
+        """Per-layer masks of what :meth:`select` kept."""
         masks = {}
-        for name, shape, idx, part in zip(
-            self.names, self.shapes, self.alive, chosen.split(self.alive_per_layer), strict=True
-        ):
-            self.kept[name] = idx[part]
-            mask = torch.zeros(shape.numel(), dtype=torch.bool, device=idx.device)
-            masks[name] = mask.index_fill_(0, self.kept[name], True).view(shape)
+        for name, shape in zip(self.names, self.shapes, strict=True):
+            kept = self.kept[name]
+            mask = torch.zeros(shape.numel(), dtype=torch.bool, device=kept.device)
+            masks[name] = mask.index_fill_(0, kept, True).view(shape)
         return masks
 
 
@@ -168,9 +182,9 @@ def _top_k_stable(flat: torch.Tensor, k: int, pruned: bool = True) -> torch.Tens
     """
     if k == 0:
         return torch.zeros_like(flat, dtype=torch.bool)
-    threshold = _kth_largest(flat, k, pruned)
+    threshold, at_least = _kth_largest(flat, k, pruned)
     keep = flat >= threshold
-    if int(keep.count_nonzero()) == k:  # the usual case: no tie at the threshold
+    if at_least == k:  # the usual case: no tie at the threshold
         return keep
     keep = flat > threshold
     missing = k - int(keep.count_nonzero())
@@ -183,16 +197,17 @@ def _top_k_stable(flat: torch.Tensor, k: int, pruned: bool = True) -> torch.Tens
 SAMPLE = 1 << 16
 
 
-def _kth_largest(flat: torch.Tensor, k: int, pruned: bool) -> torch.Tensor:
-    """The k-th largest entry of ``flat`` above -inf (-inf when fewer are), exactly.
+def _kth_largest(flat: torch.Tensor, k: int, pruned: bool) -> tuple[torch.Tensor, int]:
+    """The k-th largest entry of ``flat`` above -inf (-inf when fewer are), exactly, and how
+    many entries are at least that large.
 
     A selection over all 11.7M scores of ResNet-18 (torch.kthvalue) was the largest cost of a
     step after the passes. A strided sample of the scores brackets the answer instead: two
     compare-and-count passes check that the k-th largest lies between two sample values, and
-    the selection runs on the entries in that band only (about 1% of them). A bracket that
-    misses (a sample that does not represent the scores) falls back to the whole selection, so
-    the answer never depends on the sample. numpy's introselect is no help: 17x slower than
-    torch once most entries are the pruned -inf.
+    the selection runs on the entries in that band only (about 1% of them), which also counts
+    the entries at the threshold. A bracket that misses (a sample that does not represent the
+    scores) falls back to the whole selection, so the answer never depends on the sample.
+    numpy's introselect is no help: 17x slower than torch once most entries are the pruned -inf.
     """
     stride = flat.numel() // SAMPLE
     if stride >= 4:
@@ -208,14 +223,18 @@ def _kth_largest(flat: torch.Tensor, k: int, pruned: bool) -> torch.Tensor:
             margin = 6 * math.sqrt(rank * (1 - rank / sample.numel()) + 1) + 16
             hi = sample[max(0, int(rank - margin))]
             lo = sample[min(sample.numel() - 1, int(rank + margin))]
-            above = int((flat > hi).count_nonzero())
-            if above < k <= int((flat >= lo).count_nonzero()):
-                band = flat[(flat >= lo) & (flat <= hi)]
-                return torch.kthvalue(band, band.numel() - (k - above) + 1).values
+            above_hi = flat > hi
+            above = int(above_hi.count_nonzero())
+            band = flat >= lo
+            if above < k <= int(band.count_nonzero()):
+                band = flat[band.logical_xor_(above_hi)]  # lo <= entry <= hi
+                threshold = torch.kthvalue(band, band.numel() - (k - above) + 1).values
+                return threshold, above + int((band >= threshold).count_nonzero())
     ranked = flat[flat > float("-inf")] if pruned else flat
     if k <= ranked.numel():
-        return torch.kthvalue(ranked, ranked.numel() - k + 1).values
-    return flat.new_tensor(float("-inf"))  # more than the entries above -inf: -inf itself
+        threshold = torch.kthvalue(ranked, ranked.numel() - k + 1).values
+        return threshold, int((ranked >= threshold).count_nonzero())
+    return flat.new_tensor(float("-inf")), flat.numel()  # fewer entries above -inf: -inf itself
 
 
 def check_finite(scores: Mapping[str, torch.Tensor]) -> None:
@@ -237,6 +256,18 @@ def apply_masks(weights: Mapping[str, nn.Parameter], masks: Mapping[str, torch.T
     """
     for name, w in weights.items():
         w.masked_fill_(~masks[name].to(device=w.device, dtype=torch.bool), 0.0)
+
+
+@torch.no_grad()
+def zero_dropped(weights: Mapping[str, nn.Parameter], dropped: Mapping[str, torch.Tensor]) -> None:
+    """Zero, in place, the weights at these flat indices (a step's :attr:`Ranking.dropped`): what
+    :func:`apply_masks` does for a step, touching only the weights the step removed."""
+    for name, w in weights.items():
+        idx = dropped[name].to(w.device)
+        if w.is_contiguous():
+            w.view(-1).index_fill_(0, idx, 0.0)
+        else:  # a channels-last weight: the indices are of its logical (row-major) order
+            w[torch.unravel_index(idx, w.shape)] = 0.0
 
 
 def count_kept(masks: Mapping[str, torch.Tensor]) -> int:

@@ -12,6 +12,7 @@ from snipit_cli.pruning.masks import (
     count_kept,
     full_masks,
     silent_layers,
+    zero_dropped,
 )
 
 
@@ -159,3 +160,28 @@ def test_the_sampled_threshold_of_a_large_ranking_is_the_stable_sorts(case):
         got = compute_masks(scores, current, keep=keep)
         expected = _sorted_top_k(scores, current, keep)
         assert all(torch.equal(got[k], expected[k]) for k in scores), (case, keep)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels-last"])
+def test_zero_dropped_removes_what_the_masks_remove(layout):
+    """The loop zeroes a step's dropped indices instead of applying full masks: same weights,
+    also for a channels-last conv weight (indices are of the logical order)."""
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(4, 3, 3, 3, generator=g)
+    w[0, 0] = 0.0  # pruned before: not alive, so not ranked
+    if layout == "channels-last":
+        w = w.to(memory_format=torch.channels_last)
+    scores = {"conv": torch.rand(w.shape, generator=g)}
+    current = {"conv": w != 0}
+    ranking = Ranking(scores, current)
+    ranking.select(40)
+    kept, dropped = ranking.kept["conv"], ranking.dropped["conv"]
+    alive = torch.nonzero(current["conv"].reshape(-1)).flatten()
+    assert torch.equal(torch.sort(torch.cat([kept, dropped])).values, alive)
+    masks = ranking.masks()
+    assert torch.equal(masks["conv"], compute_masks(scores, current, keep=40)["conv"])
+    by_masks, by_index = torch.nn.Parameter(w.clone()), torch.nn.Parameter(w.clone())
+    apply_masks({"conv": by_masks}, masks)
+    zero_dropped({"conv": by_index}, ranking.dropped)
+    assert torch.equal(by_index, by_masks) and int(by_index.count_nonzero()) == 40
+    assert by_index.is_contiguous(memory_format=torch.channels_last) == (layout == "channels-last")

@@ -15,7 +15,7 @@ Conv/Linear such as attention, a free ``nn.Parameter``, a layer of unknown shape
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
 from torch import nn
@@ -80,13 +80,10 @@ def width_counter(
         if layer is None:
             return None
         layers[name] = layer
-    tables = _removal_tables(groups, layers)
+    tables = removal_tables(groups, layers)
 
     def count(pruned: Sequence[Sequence[int]]) -> int:
-        removed: dict[tuple[str, str], int] = {}
-        for table, chosen in zip(tables, pruned, strict=True):
-            for key, per_unit in table.items():
-                removed[key] = removed.get(key, 0) + sum(per_unit[u] for u in chosen)
+        removed = removed_widths(tables, pruned)
         total = fixed + sum(
             layer.count(removed.get((name, "out"), 0), removed.get((name, "in"), 0))
             for name, layer in layers.items()
@@ -129,16 +126,14 @@ def _layer(module: nn.Module, own: int, *, count_bias: bool) -> _Layer | None:
     return _Layer(width, width, 0, own, one_width=True)
 
 
-def _removal_tables(
-    groups: Sequence[UnitGroup], layers: dict[str, _Layer]
-) -> list[dict[tuple[str, str], list[int]]]:
-    """Per group: for each (module, side) it resizes, how many channels each unit takes away
-    (distinct channel indices, so a module the group reaches twice is not counted twice)."""
+def removal_tables(groups: Sequence[UnitGroup], modules: Container[str]) -> list[_Table]:
+    """Per group: for each (module, side) of ``modules`` it resizes, how many channels each unit
+    takes away (distinct channel indices, so a module the group reaches twice is not counted twice)."""
     tables = []
     for group in groups:
         channels: dict[tuple[str, str], dict[int, int]] = {}
         for side, site in group.widths:
-            if site.module in layers:
+            if site.module in modules:
                 mapped = channels.setdefault((site.module, side), {})
                 mapped.update(zip(site.idxs.tolist(), site.units.tolist(), strict=True))
         table: _Table = {}
@@ -149,3 +144,12 @@ def _removal_tables(
             table[key] = per_unit
         tables.append(table)
     return tables
+
+
+def removed_widths(tables: Sequence[_Table], pruned: Sequence[Sequence[int]]) -> dict[tuple[str, str], int]:
+    """Channels removed per (module, side) when these units (per group) are removed."""
+    removed: dict[tuple[str, str], int] = {}
+    for table, chosen in zip(tables, pruned, strict=True):
+        for key, per_unit in table.items():
+            removed[key] = removed.get(key, 0) + sum(per_unit[u] for u in chosen)
+    return removed

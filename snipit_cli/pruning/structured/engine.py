@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -37,6 +38,29 @@ class SlimView:
     model: nn.Module
     groups: list[UnitGroup]
     alive: list[torch.Tensor]
+
+
+class Guide(Protocol):
+    """A cheap model of a costly measure (a latency table): what a selection removes, and per
+    group the amount one more removed unit saves."""
+
+    def removed(self, pruned: Sequence[Sequence[int]]) -> float: ...
+
+    def unit_costs(self, pruned: Sequence[Sequence[int]]) -> list[float]: ...
+
+
+@dataclass
+class GuidedMeasure:
+    """A measure each call of which is costly (``exact``: a trial model timed) with a ``guide``:
+    the ranking weighs each unit's score by its group's unit cost (least score per unit of the
+    measure goes first, as latency-aware pruning does), the steps before the last read the
+    guide only, and the last step starts at the guide's answer and settles it on ``exact``."""
+
+    exact: Measure
+    guide: Guide
+
+    def __call__(self, pruned: list[list[int]]) -> float:
+        return self.exact(pruned)
 
 
 #: Builds the slim view for these gates, or None when it cannot (the engine then scores gated).
@@ -110,9 +134,17 @@ def prune_units(
         last_rounded = round_to > 1 and step == len(schedule) - 1  # ranks the removed units too
         view = slimmed(gates) if slimmed and reads and not last_rounded and result.node_sparsity else None
         scores = _scores(criterion, model, groups, gates, view, batches, generator, sync)
-        order = _removal_order(scores, gates, floors, groups)
+        guided = isinstance(measure, GuidedMeasure)
+        costs = measure.guide.unit_costs(result.pruned) if guided else None
+        order = _removal_order(scores, gates, floors, groups, costs)
         start = result.achieved_per_step[-1] if result.achieved_per_step else 0.0  # no unit is out yet
-        chosen, achieved = _fewest_reaching(order, gates, fraction, measure, start)
+        if guided and step < len(schedule) - 1:  # the guide's figures only, until the last step
+            chosen, achieved = _fewest_reaching(order, gates, fraction, measure.guide.removed, start)
+        elif guided:  # from the guide's answer, on the exact measure (its start is not known)
+            guide = measure.guide.removed
+            chosen, achieved = _fewest_reaching(order, gates, fraction, measure.exact, guide=guide)
+        else:
+            chosen, achieved = _fewest_reaching(order, gates, fraction, measure, start)
         for g, u in chosen:
             gates[g][u] = 0.0
         if round_to > 1 and step == len(schedule) - 1:
@@ -159,8 +191,10 @@ def _round_kept(gates, scores, groups: list[UnitGroup], multiple: int) -> None:
         gate[best] = 1.0
 
 
-def _removal_order(scores, gates, floors, groups) -> list[tuple[int, int]]:
-    """Alive units, lowest score first (ties: earlier group, lower unit), minus each group's floor."""
+def _removal_order(scores, gates, floors, groups, costs=None) -> list[tuple[int, int]]:
+    """Alive units, lowest score first (ties: earlier group, lower unit), minus each group's floor;
+    with ``costs`` (per group, what one unit saves), lowest score per unit of cost first, and a
+    unit that saves nothing last."""
     candidates = []
     for g, (s, gate) in enumerate(zip(scores, gates, strict=True)):
         if not torch.isfinite(s).all():
@@ -168,17 +202,19 @@ def _removal_order(scores, gates, floors, groups) -> list[tuple[int, int]]:
         alive = torch.nonzero(gate).flatten().tolist()
         ranked = sorted(alive, key=lambda u, s=s: (float(s[u]), u))
         removable = max(0, len(alive) - floors[g])
-        candidates += [(float(s[u]), g, u) for u in ranked[:removable]]
+        cost = 1.0 if costs is None else costs[g]
+        candidates += [(float(s[u]) / cost if cost > 0 else math.inf, g, u) for u in ranked[:removable]]
     candidates.sort(key=lambda c: (c[0], c[1], c[2]))
     return [(g, u) for _, g, u in candidates]
 
 
 def _fewest_reaching(
-    order, gates, fraction, measure: Measure | None, start: float | None = None
+    order, gates, fraction, measure: Measure | None, start: float | None = None, guide: Measure | None = None
 ) -> tuple[list[tuple[int, int]], float | None]:
     """The shortest prefix of ``order`` whose removal reaches ``fraction`` (all of it if none does),
     and what it removes as ``measure`` counts it (None without a measure). ``start`` is what the
-    gates remove now, when known."""
+    gates remove now, when known; a ``guide``'s answer (a cheap estimate of ``measure``) is the
+    first prefix ``measure`` is asked about."""
     total = sum(g.numel() for g in gates)
     pruned_now = total - sum(int(g.sum()) for g in gates)
     if measure is None:
@@ -193,13 +229,34 @@ def _fewest_reaching(
         measured[n] = measure(trial)
         return measured[n]
 
-    n = smallest_reaching(removed, len(order), fraction, start=start)
+    first = None
+    if guide is not None:
+        first = _prefix_reaching(order, already, fraction, guide)
+    n = smallest_reaching(removed, len(order), fraction, start=start, first=first)
     n = len(order) if n is None else n
     return order[:n], measured.get(n)
 
 
+def _prefix_reaching(order, already, fraction, measure: Measure) -> int:
+    """The shortest prefix of ``order`` that ``measure`` says reaches ``fraction`` (all of it if none)."""
+
+    def removed(n: int) -> float:
+        trial = [list(units) for units in already]
+        for g, u in order[:n]:
+            trial[g].append(u)
+        return measure(trial)
+
+    n = smallest_reaching(removed, len(order), fraction)
+    return len(order) if n is None else n
+
+
 def smallest_reaching(
-    amount: Callable[[int], float], n_max: int, fraction: float, *, start: float | None = None
+    amount: Callable[[int], float],
+    n_max: int,
+    fraction: float,
+    *,
+    start: float | None = None,
+    first: int | None = None,
 ) -> int | None:
     """The smallest n in 0..n_max with ``amount(n) >= fraction`` for a non-decreasing ``amount``
     (None if even n_max falls short), in few calls: each call is a trial surgery and a MACs count.
@@ -209,14 +266,16 @@ def smallest_reaching(
     two points (what a prefix of units removes is close to linear in its length, so guesses land
     next to the answer), a little past it until an upper end is found, then strictly inside the
     bracket, with a bisection after two guesses in a row that failed to halve it. A monotone ``amount`` makes
-    the answer unique: the same as bisection finds.
+    the answer unique: the same as bisection finds. ``first``, when given, is the first guess (an
+    estimate of the answer), taken as it is.
     """
     f_lo = amount(0) if start is None else start
     if f_lo >= fraction:
         return 0
     lo, hi = 0, None  # amount(lo) < fraction <= amount(hi); hi None: not found yet
     prev, last = None, (0, f_lo)
-    guess: float = (fraction - f_lo) / max(1.0 - f_lo, 1e-12) * n_max
+    guess: float = (fraction - f_lo) / max(1.0 - f_lo, 1e-12) * n_max if first is None else first
+    given = first is not None
     bisect, slow = False, 0
     while hi is None or hi - lo > 1:
         top = n_max if hi is None else hi - 1
@@ -230,8 +289,9 @@ def smallest_reaching(
             guess = last[0] + (fraction - last[1]) * (last[0] - prev[0]) / (last[1] - prev[1])
         if not math.isfinite(guess):  # a secant through two nearly equal figures
             guess = (lo + top + 1) / 2
-        if not bracketed:  # aim a little past, so that the next point is likely an upper end
+        if not bracketed and not given:  # aim a little past, so that the next point is likely an upper end
             guess = lo + 1.25 * (guess - lo) + 1
+        given = False
         n = min(top, max(lo + 1, math.ceil(guess - 1e-9)))
         f = amount(n)
         if f >= fraction:

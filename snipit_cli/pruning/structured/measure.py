@@ -7,11 +7,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from snipit_cli.metrics.latency import measure_latency
+from snipit_cli.metrics.latency import measure_latency, probe_batch
 from snipit_cli.metrics.macs import count_macs
 from snipit_cli.pruning.structured.counting import Counter, width_counter
-from snipit_cli.pruning.structured.engine import Measure
+from snipit_cli.pruning.structured.engine import GuidedMeasure, Measure
 from snipit_cli.pruning.structured.groups import UnitGraph
+from snipit_cli.pruning.structured.latency_table import build_latency_table
 from snipit_cli.pruning.structured.surgery import remove_units
 from snipit_cli.pruning.structured.trials import graph_copy
 
@@ -57,12 +58,14 @@ TRIAL_REPEATS = 7
 
 def latency_measure(model: nn.Module, unit_graph: UnitGraph, *, size, batch: int, device) -> Measure:
     """Fraction of the dense forward latency (median, at ``batch``) a selection removes, each
-    selection timed on a copy by the code ``compare --latency`` uses.
+    selection timed on a copy by the code ``compare --latency`` uses, guided by a latency table
+    of the layers' widths timed on the device (:mod:`.latency_table`) where the model allows one.
 
-    Latency is measured, not modelled: what a width costs depends on the kernels of the device.
-    The search assumes a non-decreasing measure; timing noise can make a trial read a little
-    off, which moves the step's choice by a few units, and the report gives the final figure
-    measured again, with more repeats.
+    What a width costs depends on the kernels of the device, so both are measured there. The
+    table weighs the ranking and places the steps before the last; the last step's width is
+    found on timed trial copies. The search assumes a non-decreasing measure; timing noise can
+    make a trial read a little off, which moves the step's choice by a few units, and the report
+    gives the final figure measured again, with more repeats.
     """
 
     def median_ms(m: nn.Module) -> float:
@@ -78,7 +81,9 @@ def latency_measure(model: nn.Module, unit_graph: UnitGraph, *, size, batch: int
         remove_units(trial, trial_graph, pruned)
         return 1.0 - median_ms(trial) / dense_ms
 
-    return removed
+    example = probe_batch(size, batch).to(device)
+    table = build_latency_table(model, unit_graph.groups, example=example, dense_ms=dense_ms)
+    return removed if table is None else GuidedMeasure(exact=removed, guide=table)
 
 
 def _checked(shortcut: Counter | None, reference: Counter) -> Counter:
