@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from snipit_cli.errors import NumericsError
+from snipit_cli.pruning import flat_ops
 
 Masks = dict[str, torch.Tensor]
 
@@ -75,7 +76,7 @@ class Ranking:
         self.names = list(scores)
         self.shapes = [scores[n].shape for n in self.names]
         if alive is None:
-            alive = {n: torch.nonzero(current[n].reshape(-1)).flatten() for n in self.names}
+            alive = {n: flat_ops.positions(current[n].reshape(-1)) for n in self.names}
         self.alive = [alive[n].to(scores[n].device) for n in self.names]
         self.alive_per_layer = [int(i.numel()) for i in self.alive]
         device = self.alive[0].device if self.alive else None
@@ -84,9 +85,9 @@ class Ranking:
         for name, idx, part in zip(self.names, self.alive, parts, strict=True):
             score = scores[name].detach().reshape(-1)
             if score.dtype == part.dtype:  # gathered straight into place: no concatenation copy
-                torch.index_select(score, 0, idx, out=part)
+                flat_ops.take(score, idx, out=part)
             else:
-                part.copy_(score.index_select(0, idx))
+                part.copy_(flat_ops.take(score, idx))
         # NaN and Inf survive a sum, so one reduction screens for them; a sum that overflows is
         # checked entry by entry, which finds nothing to refuse if every score is finite
         if not bool(self.flat.sum().isfinite()):
@@ -106,7 +107,7 @@ class Ranking:
 
     def silent_layers(self) -> list[str]:
         """As :func:`silent_layers`: layers with alive weights whose scores are all zero."""
-        signal = _per_layer_counts(self.flat != 0, self.alive_per_layer)
+        signal = flat_ops.counts(self.flat.split(self.alive_per_layer))  # nonzero scores per layer
         return [n for n, a, s in zip(self.names, self.alive_per_layer, signal, strict=True) if a and not s]
 
     def top(self, keep: int, floors: Mapping[str, int] | None = None, held: list[str] | None = None) -> Masks:
@@ -133,8 +134,8 @@ class Ranking:
                 if held is not None:
                     held.extend(n for n in short if n not in held)
         for name, idx, part in zip(self.names, self.alive, chosen.split(self.alive_per_layer), strict=True):
-            self.kept[name] = idx[part]
-            self.dropped[name] = idx[part.logical_not_()]
+            self.kept[name] = flat_ops.take(idx, flat_ops.positions(part))
+            self.dropped[name] = flat_ops.take(idx, flat_ops.positions(part.logical_not_()))
 
     def _with_floors(self, keep: int, wanted: list[int]) -> torch.Tensor:
         if sum(wanted) > keep:
@@ -164,9 +165,8 @@ class FloorError(ValueError):
 
 
 def _per_layer_counts(flags: torch.Tensor, sizes: list[int]) -> list[int]:
-    """True entries per layer of a flat bool tensor, with a single device sync (``count_nonzero``:
-    a bool ``sum`` would widen every entry to int64 first)."""
-    return torch.stack([part.count_nonzero() for part in flags.split(sizes)]).tolist()
+    """True entries per layer of a flat bool tensor, with a single device sync."""
+    return flat_ops.counts(flags.split(sizes))
 
 
 def layer_floors(masks: Mapping[str, torch.Tensor], density: float) -> dict[str, int]:
@@ -183,14 +183,28 @@ def _top_k_stable(flat: torch.Tensor, k: int, pruned: bool = True) -> torch.Tens
     if k == 0:
         return torch.zeros_like(flat, dtype=torch.bool)
     threshold, at_least = _kth_largest(flat, k, pruned)
-    keep = flat >= threshold
-    if at_least == k:  # the usual case: no tie at the threshold
+    keep = flat_ops.compare("ge", flat, threshold)
+    if at_least == k:  # no tie at the threshold
         return keep
-    keep = flat > threshold
-    missing = k - int(keep.count_nonzero())
-    tied = torch.nonzero(flat == threshold).flatten()[:missing]
-    keep[tied] = True
+    # ties at the threshold (often the zero scores of weights no gradient reaches): the first
+    # ``missing`` of them by position are kept, so everything after the last of those is ``above``
+    above = flat_ops.compare("gt", flat, threshold)
+    missing = k - flat_ops.count(above)
+    last = _nth_true(keep.logical_xor(above), missing)
+    keep[last + 1 :] = above[last + 1 :]
     return keep
+
+
+def _nth_true(mask: torch.Tensor, n: int, chunk: int = 1 << 16) -> int:
+    """Flat index of the n-th (1-based) True entry of ``mask``: counted per chunk, then located
+    in its chunk only (listing every True entry of a large tie costs more than the ranking)."""
+    before = 0
+    for i, part in enumerate(mask.split(chunk)):
+        c = flat_ops.count(part)
+        if before + c >= n:
+            return i * chunk + int(flat_ops.positions(part)[n - before - 1])
+        before += c
+    raise ValueError(f"fewer than {n} True entries")
 
 
 #: Entries of the strided sample that brackets the k-th largest (see :func:`_kth_largest`).
@@ -205,8 +219,10 @@ def _kth_largest(flat: torch.Tensor, k: int, pruned: bool) -> tuple[torch.Tensor
     step after the passes. A strided sample of the scores brackets the answer instead: two
     compare-and-count passes check that the k-th largest lies between two sample values, and
     the selection runs on the entries in that band only (about 1% of them), which also counts
-    the entries at the threshold. A bracket that misses (a sample that does not represent the
-    scores) falls back to the whole selection, so the answer never depends on the sample.
+    the entries at the threshold; a band's lower end shared by many entries (the zero scores of
+    weights no gradient reaches) is answered by a count, not selected. A bracket that misses low
+    is widened once; one that still misses (a sample that does not represent the scores) falls
+    back to the whole selection, so the answer never depends on the sample.
     numpy's introselect is no help: 17x slower than torch once most entries are the pruned -inf.
     """
     stride = flat.numel() // SAMPLE
@@ -217,23 +233,29 @@ def _kth_largest(flat: torch.Tensor, k: int, pruned: bool) -> tuple[torch.Tensor
             if pruned
             else sample.sort(descending=True).values
         )
-        alive = int((flat > float("-inf")).count_nonzero()) if pruned else flat.numel()
+        alive = flat_ops.count(flat_ops.compare("gt", flat, float("-inf"))) if pruned else flat.numel()
         if k <= alive and sample.numel() >= 1024:
             rank = k * sample.numel() / alive
             margin = 6 * math.sqrt(rank * (1 - rank / sample.numel()) + 1) + 16
             hi = sample[max(0, int(rank - margin))]
             lo = sample[min(sample.numel() - 1, int(rank + margin))]
-            above_hi = flat > hi
-            above = int(above_hi.count_nonzero())
-            band = flat >= lo
-            if above < k <= int(band.count_nonzero()):
-                band = flat[band.logical_xor_(above_hi)]  # lo <= entry <= hi
+            above_hi = flat_ops.compare("gt", flat, hi)
+            above = flat_ops.count(above_hi)
+            at_least_lo = flat_ops.count(flat_ops.compare("ge", flat, lo))
+            if at_least_lo < k:  # the sample missed low: once more, with a wider lower end
+                lo = sample[min(sample.numel() - 1, int(rank + 4 * margin))]
+                at_least_lo = flat_ops.count(flat_ops.compare("ge", flat, lo))
+            if above < k <= at_least_lo:
+                above_lo = flat_ops.compare("gt", flat, lo)
+                if k > flat_ops.count(above_lo):  # the k-th largest is lo itself (often a tie: 0)
+                    return lo, at_least_lo
+                band = flat_ops.select(flat, above_lo.logical_xor_(above_hi))  # lo < entry <= hi
                 threshold = torch.kthvalue(band, band.numel() - (k - above) + 1).values
-                return threshold, above + int((band >= threshold).count_nonzero())
-    ranked = flat[flat > float("-inf")] if pruned else flat
+                return threshold, above + flat_ops.count(flat_ops.compare("ge", band, threshold))
+    ranked = flat_ops.select(flat, flat_ops.compare("gt", flat, float("-inf"))) if pruned else flat
     if k <= ranked.numel():
         threshold = torch.kthvalue(ranked, ranked.numel() - k + 1).values
-        return threshold, int((ranked >= threshold).count_nonzero())
+        return threshold, flat_ops.count(flat_ops.compare("ge", ranked, threshold))
     return flat.new_tensor(float("-inf")), flat.numel()  # fewer entries above -inf: -inf itself
 
 

@@ -59,11 +59,13 @@ def test_the_table_reads_the_dense_model_as_measured_and_shrinks_with_its_widths
     none = [[] for _ in graph.groups]
     assert table.removed(none) == pytest.approx(0.0)
     # at grid widths the table is the timing itself: half of stem's outputs (and dw's, pw's inputs)
-    g = next(i for i, grp in enumerate(graph.groups) if ("out", "stem") in [(w, s.module) for w, s in grp.widths])
+    g = next(
+        i for i, grp in enumerate(graph.groups) if ("out", "stem") in {(w, x.module) for w, x in grp.widths}
+    )
     half = [list(range(4)) if i == g else [] for i in range(len(graph.groups))]
     head = table.rows["head"]
     expected_layers = stem.ms[1][-1] + dw.ms[1][0] + pw.ms[-1][pw.ins.index(4)] + head.ms[-1][-1]
-    acts = table.fixed_acts + 4 * stem.per_channel + 4 * dw.per_channel + 12 * pw.per_channel + 4 * head.per_channel
+    acts = table.fixed_acts + 4 * (stem.per_channel + dw.per_channel + head.per_channel) + 12 * pw.per_channel
     assert table.predict(half) == pytest.approx(expected_layers + table.rest_ms * acts / table.dense_acts)
     costs = table.unit_costs(none)
     assert all(c > 0 for c in costs)

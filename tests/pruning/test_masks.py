@@ -185,3 +185,14 @@ def test_zero_dropped_removes_what_the_masks_remove(layout):
     zero_dropped({"conv": by_index}, ranking.dropped)
     assert torch.equal(by_index, by_masks) and int(by_index.count_nonzero()) == 40
     assert by_index.is_contiguous(memory_format=torch.channels_last) == (layout == "channels-last")
+
+
+def test_nth_true_finds_the_position_across_chunks():
+    from snipit_cli.pruning.masks import _nth_true
+
+    mask = torch.zeros(1000, dtype=torch.bool)
+    where = [3, 64, 65, 500, 999]
+    mask[where] = True
+    assert [_nth_true(mask, n, chunk=64) for n in range(1, 6)] == where
+    with pytest.raises(ValueError):
+        _nth_true(mask, 6, chunk=64)
