@@ -159,3 +159,19 @@ def test_a_first_guess_keeps_the_answer_and_saves_calls():
     assert calls == [428, 427]  # the guess, and the one below it
     calls.clear()
     assert smallest_reaching(amount, 1000, 0.4275, first=300) == 428  # a poor guess still finds it
+
+
+def test_within_stops_at_a_close_bracket_and_returns_an_end_that_reaches():
+    values = [(n // 50) * 50 / 1000 for n in range(1001)]  # steps, as latency has at kernel widths
+    calls = []
+
+    def amount(n: int) -> float:
+        calls.append(n)
+        return values[n]
+
+    exact = smallest_reaching(amount, 1000, 0.6123)
+    exact_calls = len(calls)
+    calls.clear()
+    near = smallest_reaching(amount, 1000, 0.6123, within=10)
+    assert exact == 650 and exact <= near <= exact + 10 and values[near] >= 0.6123
+    assert len(calls) < exact_calls

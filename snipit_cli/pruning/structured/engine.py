@@ -229,10 +229,13 @@ def _fewest_reaching(
         measured[n] = measure(trial)
         return measured[n]
 
-    first = None
-    if guide is not None:
-        first = _prefix_reaching(order, already, fraction, guide)
-    n = smallest_reaching(removed, len(order), fraction, start=start, first=first)
+    first, within = None, 1
+    if guide is not None:  # a timed measure: the guide, offset by where the gates stand, guesses
+        start = measure(already) if start is None else start
+        offset = guide(already) - start
+        first = _prefix_reaching(order, already, fraction + offset, guide)
+        within = len(order) // 100  # settled to 1% of the units, below the timing noise
+    n = smallest_reaching(removed, len(order), fraction, start=start, first=first, within=within)
     n = len(order) if n is None else n
     return order[:n], measured.get(n)
 
@@ -257,6 +260,7 @@ def smallest_reaching(
     *,
     start: float | None = None,
     first: int | None = None,
+    within: int = 1,
 ) -> int | None:
     """The smallest n in 0..n_max with ``amount(n) >= fraction`` for a non-decreasing ``amount``
     (None if even n_max falls short), in few calls: each call is a trial surgery and a MACs count.
@@ -267,7 +271,9 @@ def smallest_reaching(
     next to the answer), a little past it until an upper end is found, then strictly inside the
     bracket, with a bisection after two guesses in a row that failed to halve it. A monotone ``amount`` makes
     the answer unique: the same as bisection finds. ``first``, when given, is the first guess (an
-    estimate of the answer), taken as it is.
+    estimate of the answer), taken as it is. With ``within`` > 1 the search stops once the answer is
+    bracketed that closely and returns the upper end (one that reaches ``fraction``): for a noisy
+    measure, where the last units of precision are noise.
     """
     f_lo = amount(0) if start is None else start
     if f_lo >= fraction:
@@ -277,7 +283,7 @@ def smallest_reaching(
     guess: float = (fraction - f_lo) / max(1.0 - f_lo, 1e-12) * n_max if first is None else first
     given = first is not None
     bisect, slow = False, 0
-    while hi is None or hi - lo > 1:
+    while hi is None or hi - lo > max(1, within):
         top = n_max if hi is None else hi - 1
         if lo >= top and hi is None:
             return None  # amount(n_max) < fraction

@@ -13,6 +13,7 @@ from snipit_cli.pruning.structured.counting import Counter, width_counter
 from snipit_cli.pruning.structured.engine import GuidedMeasure, Measure
 from snipit_cli.pruning.structured.groups import UnitGraph
 from snipit_cli.pruning.structured.latency_table import build_latency_table
+from snipit_cli.pruning.structured.options import kernel_multiple
 from snipit_cli.pruning.structured.surgery import remove_units
 from snipit_cli.pruning.structured.trials import graph_copy
 
@@ -82,7 +83,10 @@ def latency_measure(model: nn.Module, unit_graph: UnitGraph, *, size, batch: int
         return 1.0 - median_ms(trial) / dense_ms
 
     example = probe_batch(size, batch).to(device)
-    table = build_latency_table(model, unit_graph.groups, example=example, dense_ms=dense_ms)
+    multiple, _ = kernel_multiple(torch.device(device))
+    table = build_latency_table(
+        model, unit_graph.groups, example=example, dense_ms=dense_ms, multiple=multiple
+    )
     return removed if table is None else GuidedMeasure(exact=removed, guide=table)
 
 
