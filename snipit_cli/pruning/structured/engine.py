@@ -223,10 +223,7 @@ def _fewest_reaching(
     measured: dict[int, float] = {}
 
     def removed(n: int) -> float:
-        trial = [list(units) for units in already]
-        for g, u in order[:n]:
-            trial[g].append(u)
-        measured[n] = measure(trial)
+        measured[n] = measure(_with_prefix(already, order, n))
         return measured[n]
 
     first, within = None, 1
@@ -243,14 +240,16 @@ def _fewest_reaching(
 def _prefix_reaching(order, already, fraction, measure: Measure) -> int:
     """The shortest prefix of ``order`` that ``measure`` says reaches ``fraction`` (all of it if none)."""
 
-    def removed(n: int) -> float:
-        trial = [list(units) for units in already]
-        for g, u in order[:n]:
-            trial[g].append(u)
-        return measure(trial)
-
-    n = smallest_reaching(removed, len(order), fraction)
+    n = smallest_reaching(lambda n: measure(_with_prefix(already, order, n)), len(order), fraction)
     return len(order) if n is None else n
+
+
+def _with_prefix(already, order, n: int) -> list[list[int]]:
+    """The removed units per group once the first ``n`` of ``order`` are removed too."""
+    trial = [list(units) for units in already]
+    for g, u in order[:n]:
+        trial[g].append(u)
+    return trial
 
 
 def smallest_reaching(
