@@ -42,13 +42,7 @@ def test_quick_quality_benchmark_writes_table_json_and_plot(tmp_path):
         assert (r["train_samples"], r["test_samples"]) == (240, 60)
         if not r["structured"]:
             assert abs(r["achieved"] - r["sparsity"]) < 1e-6
-    latency = runs_of(doc, "latency")
-    assert sorted(r["target"] for r in latency) == ["latency", "macs"]
-    for r in latency:  # each slim model timed again beside the dense one
-        assert r["latency"]["removed"] == 1 - r["latency"]["slim_ms"] / r["latency"]["dense_ms"]
-        assert 0.0 < r["macs_removed"] < 1.0
     table = (out / "quality-quick.md").read_text()
-    assert "--target latency against --target macs" in table
     assert "| init | snip-it | 0.99 |" in table and "240 train / 60 test" in table
     png = (out / "quality-quick.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
