@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-_NUMPY_OPS = {"ge": np.greater_equal, "gt": np.greater, "eq": np.equal, "le": np.less_equal}
-_TORCH_OPS = {"ge": torch.ge, "gt": torch.gt, "eq": torch.eq, "le": torch.le}
+_NUMPY_OPS = {"ge": np.greater_equal, "gt": np.greater}
+_TORCH_OPS = {"ge": torch.ge, "gt": torch.gt}
 
 
 def _on_cpu(t: torch.Tensor) -> bool:
@@ -25,7 +25,7 @@ def _on_cpu(t: torch.Tensor) -> bool:
 
 
 def compare(op: str, t: torch.Tensor, value: torch.Tensor | float) -> torch.Tensor:
-    """``t <op> value`` as a bool tensor (``op``: ge, gt, eq, le); ``value`` is cast to t's dtype."""
+    """``t <op> value`` as a bool tensor (``op``: ge or gt); ``value`` is cast to t's dtype."""
     if _on_cpu(t):
         scalar = np.asarray(float(value), dtype=t.numpy().dtype)
         return torch.from_numpy(_NUMPY_OPS[op](t.numpy(), scalar))
