@@ -98,7 +98,8 @@ def test_quick_cifar10_benchmark_writes_its_panels(tmp_path):
     for r in latency:  # each slim model timed again beside the dense one
         assert r["latency"]["removed"] == 1 - r["latency"]["slim_ms"] / r["latency"]["dense_ms"]
         assert 0.0 < r["macs_removed"] < 1.0
+        assert 0.0 <= r["latency"]["top1_finetuned"] <= 1.0  # evaluated again after fine-tuning
     table = (out / "quality-quick.md").read_text()
-    assert "--target latency against --target macs" in table
+    assert "--target latency against --target macs" in table and "top-1 fine-tuned" in table
     assert "without and with BatchNorm recalibration" in table and "| snip-it | 0.99 |" in table
     assert (out / "quality-quick-cifar10.png").read_bytes().startswith(b"\x89PNG")
