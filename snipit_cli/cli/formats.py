@@ -59,7 +59,10 @@ def report_tables(doc: dict[str, Any]) -> Tables:
         for bs, t in doc["latency"]["batch_sizes"].items():
             totals.append([f"latency batch {bs} (ms)", f"{t['median_ms']:.3f} (iqr {t['iqr_ms']:.3f})"])
         totals.append(
-            ["latency threads / device", f"{doc['latency']['threads']} / {doc['latency']['device']}"]
+            [
+                "latency threads / device / runtime",
+                f"{doc['latency']['threads']} / {doc['latency']['device']} / {doc['latency']['runtime']}",
+            ]
         )
     connectivity = doc.get("connectivity")
     if _disconnected(connectivity):
@@ -126,6 +129,7 @@ def compare_tables(doc: dict[str, Any]) -> Tables:
                 cell = f"{t['median_ms']:.3f}" if t else ""
                 cells.append(cell + (f" ({speed:.2f}x faster)" if i and speed else ""))
             rows.append(cells)
+        rows.append(["latency runtime", *(m["latency"]["runtime"] for m in models)])
     return [("compare", headers, rows)]
 
 

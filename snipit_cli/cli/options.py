@@ -18,6 +18,7 @@ from snipit_cli.cli.config import config_callback
 from snipit_cli.cli.errors import remember_debug
 from snipit_cli.data.specs import SPLITS
 from snipit_cli.errors import UsageError
+from snipit_cli.metrics.runtimes import RUNTIMES
 from snipit_cli.models.encodings import DEFAULT_STORAGE as _DEFAULT_STORAGE
 from snipit_cli.models.encodings import OutputFormat as OUTPUT_FORMATS
 from snipit_cli.models.encodings import Storage as STORAGES
@@ -37,6 +38,7 @@ StorageFormat = choices("StorageFormat", get_args(STORAGES))
 OutputFormatChoice = choices("OutputFormatChoice", get_args(OUTPUT_FORMATS))
 Optimizer = choices("Optimizer", OPTIMIZERS)
 LrSchedule = choices("LrSchedule", LR_SCHEDULES)
+LatencyRuntime = choices("LatencyRuntime", RUNTIMES)
 
 Debug = Annotated[
     bool,

@@ -36,6 +36,14 @@ LatencyBatch = Annotated[
     list[int] | None,
     typer.Option("--latency-batch", help="Batch size to time; repeatable \\[default: 1 and 32]."),
 ]
+LatencyRuntimeOpt = Annotated[
+    opt.LatencyRuntime,
+    typer.Option(
+        "--latency-runtime",
+        help="Where --latency times the forward: torch (eager, as loaded), channels-last (eager, "
+        "NHWC layout) or onnxruntime (the ONNX export on the CPU provider; needs the onnx extra).",
+    ),
+]
 Repeats = Annotated[int, typer.Option(help="Timed forward passes per batch size, after warm-up.")]
 Warmup = Annotated[int, typer.Option(help="Untimed warm-up passes per batch size.")]
 Plot = Annotated[Path | None, typer.Option(help="Write a PNG chart (needs the plot extra: matplotlib).")]
@@ -64,6 +72,7 @@ def _request(
     eval_batches,
     latency,
     latency_batch,
+    latency_runtime,
     repeats,
     warmup,
 ) -> DescribeRequest:
@@ -74,6 +83,8 @@ def _request(
         raise UsageError("--eval-batches must be at least 1")
     if repeats < 1 or warmup < 0:
         raise UsageError("--repeats must be at least 1 and --warmup 0 or more")
+    if str(latency_runtime) != "torch" and not latency:
+        raise UsageError(f"--latency-runtime {latency_runtime} says where to time: add --latency")
     data_options = None
     if eval_:
         default = 10 if parse_data_spec(data).kind == "synthetic" else 10**9  # all of a real split
@@ -101,7 +112,9 @@ def _request(
             input_size=input_size,
         ),
         data=data_options,
-        latency=LatencyOptions(latency_batch or [1, 32], repeats, warmup) if latency else None,
+        latency=LatencyOptions(latency_batch or [1, 32], repeats, warmup, str(latency_runtime))
+        if latency
+        else None,
         device=device,
     )
 
@@ -138,6 +151,7 @@ def report(
     eval_batches: EvalBatches = None,
     latency: Latency = False,
     latency_batch: LatencyBatch = None,
+    latency_runtime: LatencyRuntimeOpt = "torch",
     repeats: Repeats = 20,
     warmup: Warmup = 3,
     fmt: FormatOpt = None,
@@ -171,6 +185,7 @@ def report(
         eval_batches=eval_batches,
         latency=latency,
         latency_batch=latency_batch,
+        latency_runtime=latency_runtime,
         repeats=repeats,
         warmup=warmup,
     )
@@ -205,6 +220,7 @@ def compare_cmd(
     eval_batches: EvalBatches = None,
     latency: Latency = False,
     latency_batch: LatencyBatch = None,
+    latency_runtime: LatencyRuntimeOpt = "torch",
     repeats: Repeats = 20,
     warmup: Warmup = 3,
     fmt: FormatOpt = None,
@@ -242,6 +258,7 @@ def compare_cmd(
         eval_batches=eval_batches,
         latency=latency,
         latency_batch=latency_batch,
+        latency_runtime=latency_runtime,
         repeats=repeats,
         warmup=warmup,
     )

@@ -29,13 +29,14 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 INPUT, OUTPUT = "input", "logits"
 
 
-def require_exporter() -> None:
-    """Refuse, before any work, when the exporter's packages are not installed."""
-    missing = [name for name in ("onnx", "onnxscript") if not _importable(name)]
+def require_exporter(what: str = "snipit export", runtime: bool = False) -> None:
+    """Refuse, before any work, when the exporter's packages (and with ``runtime``, onnxruntime)
+    are not installed."""
+    names = ("onnx", "onnxscript", "onnxruntime") if runtime else ("onnx", "onnxscript")
+    missing = [name for name in names if not _importable(name)]
     if missing:
         raise UsageError(
-            f"snipit export needs the onnx extra ({', '.join(missing)} not installed); "
-            f"install it with {EXTRA}"
+            f"{what} needs the onnx extra ({', '.join(missing)} not installed); install it with {EXTRA}"
         )
 
 

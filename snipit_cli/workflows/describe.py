@@ -14,6 +14,8 @@ from snipit_cli.data.build import DataOptions, calibration_data
 from snipit_cli.errors import ModelError, UsageError
 from snipit_cli.metrics.accuracy import evaluate
 from snipit_cli.metrics.latency import measure_latency
+from snipit_cli.metrics.runtimes import RUNTIMES
+from snipit_cli.models import onnx_export
 from snipit_cli.models.arch import LIBRARY_PREFIXES
 from snipit_cli.models.checkpoint import read_metadata, storage_of
 from snipit_cli.models.input_spec import InputSpec
@@ -32,11 +34,21 @@ from snipit_cli.workflows.session import ModelOptions, load, model_document, ope
 
 @dataclass
 class LatencyOptions:
-    """``--latency``: batch sizes, repeats after warm-up."""
+    """``--latency``: batch sizes, repeats after warm-up, and the runtime timed (RUNTIMES)."""
 
     batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
     repeats: int = 20
     warmup: int = 3
+    runtime: str = "torch"
+
+    def check(self, device: torch.device) -> None:
+        """Refuse a runtime this model or device cannot be timed on, before anything is measured."""
+        if self.runtime not in RUNTIMES:
+            raise UsageError(f"--latency-runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        if self.runtime == "onnxruntime":
+            if device.type != "cpu":
+                raise UsageError("--latency-runtime onnxruntime times the CPU provider: add --device cpu")
+            onnx_export.require_exporter("--latency-runtime onnxruntime", runtime=True)
 
 
 @dataclass
@@ -77,6 +89,8 @@ def _open(request: DescribeRequest) -> _Opened:
     if request.input_from:
         spec = replace(spec, source=request.input_from)
     model = session.model.eval()
+    if request.latency:
+        request.latency.check(device)
     return _Opened(request, loaded, model, spec, session.num_classes, device, session.dataset)
 
 
@@ -119,6 +133,7 @@ def _measure(opened: _Opened) -> dict[str, Any]:
             repeats=lat.repeats,
             warmup=lat.warmup,
             device=device,
+            runtime=lat.runtime,
         )
     doc["run"] = run_block(str(device), time.perf_counter() - started)
     return ordered("report", doc)
