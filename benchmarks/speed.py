@@ -181,13 +181,14 @@ def memory(repeats: int) -> dict:
 #: The runtimes each slim model is timed on at batch 32 (``compare --latency-runtime``'s code).
 SLIM_RUNTIMES = ("torch", "channels-last", "onnxruntime")
 #: Eager ops by what they are, for the per-op profile (torch.profiler keys, self CPU time).
+#: Matched in this order, so that aten::addmm is linear, not add.
 OP_KINDS = {
     "convolution": ("conv",),
+    "linear": ("addmm", "linear", "aten::mm"),
     "BatchNorm": ("batch_norm",),
     "pooling": ("pool",),
     "activations": ("clamp", "relu", "hardswish", "hardsigmoid", "sigmoid", "silu", "gelu"),
     "add / mul": ("add", "mul"),
-    "linear": ("addmm", "linear", "mm"),
 }
 
 

@@ -42,7 +42,7 @@ def measure_latency(
             x = probe_batch(input_size, batch).to(device)
             with torch.inference_mode():
                 times = time_calls(
-                    lambda x=x: forward(x), repeats=repeats, warmup=warmup, sync=lambda: _sync(device)
+                    lambda x=x: forward(x), repeats=repeats, warmup=warmup, sync=lambda: sync_device(device)
                 )
             results[str(batch)] = summary(times)
     return {
@@ -132,6 +132,7 @@ def summary(times: Sequence[float]) -> dict[str, float]:
     }
 
 
-def _sync(device: torch.device | str) -> None:
+def sync_device(device: torch.device | str) -> None:
+    """Wait for an asynchronous device's queued work (a no-op on the CPU), so a timer reads it."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from snipit_cli.metrics.latency import time_calls
+from snipit_cli.metrics.latency import sync_device, time_calls
 from snipit_cli.pruning.structured.counting import removal_tables, removed_widths
 from snipit_cli.pruning.structured.groups import UnitGroup
 
@@ -217,9 +217,10 @@ def _time(layer: nn.Module, in_shape: torch.Size, in_w: int, device) -> float:
     shape[-1 if isinstance(layer, nn.Linear) else 1] = in_w
     layer = layer.to(device).eval()
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else lambda: None
     with torch.inference_mode():
-        return statistics.median(time_calls(lambda: layer(x), repeats=REPEATS, warmup=1, sync=sync))
+        return statistics.median(
+            time_calls(lambda: layer(x), repeats=REPEATS, warmup=1, sync=lambda: sync_device(device))
+        )
 
 
 def _lerp(xs: list[int], ys: list[float], x: float) -> float:
