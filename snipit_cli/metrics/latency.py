@@ -80,24 +80,15 @@ def forward_on(
 
 
 def _onnx_forward(model: nn.Module, input_size: Sequence[int], path: Path):
-    """The model exported by snipit's exporter and run by onnxruntime on as many threads as torch
-    uses, so the two runtimes' timings compare; all graph optimisations on (the default)."""
+    """The model exported by ``snipit export``'s code and run by onnxruntime on as many threads as
+    torch uses, so the two runtimes' timings compare; all graph optimisations on (the default)."""
     import onnxruntime
 
     from snipit_cli.models import onnx_export
 
     onnx_export.export_onnx(model, probe_batch(input_size, 2), path, None)
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-
-    def forward(x: torch.Tensor):
-        return session.run(None, {name: x.numpy()})
-
-    return forward, f"onnxruntime {onnxruntime.__version__} (CPU)"
+    run = onnx_export.onnx_runner(path, threads=torch.get_num_threads())
+    return (lambda x: run(x.numpy())), f"onnxruntime {onnxruntime.__version__} (CPU)"
 
 
 def probe_batch(input_size: Sequence[int], batch: int, seed: int = 0) -> torch.Tensor:

@@ -110,12 +110,16 @@ def _cause(exc: BaseException) -> str:
     return first if len(first) <= 240 else first[:237] + "..."
 
 
-def onnx_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """A function running the file's graph on onnxruntime's CPU provider."""
+def onnx_runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A function running the file's graph on onnxruntime's CPU provider (on ``threads`` threads
+    when given, so its timings compare with torch's; else onnxruntime's default)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only: no provider chatter on stderr
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return lambda x: session.run([OUTPUT], {INPUT: x})[0]
 
