@@ -260,35 +260,27 @@ def _train(run: Run, subset: Path, out: Path, s: Setting) -> dict:
 
 def _finetune(slim: Path, subset: Path, out: Path, s: Setting) -> dict:
     """The slim checkpoint trained on for a few epochs, at a tenth of the from-scratch rate."""
-    from snipit_cli.training.optim import OptimizerOptions
     from snipit_cli.workflows.prune import ModelOptions
-    from snipit_cli.workflows.train import TrainRequest, run_train
 
-    request = TrainRequest(
-        model=ModelOptions(str(slim)),
-        data=_data(subset, "train", 100, 5),
-        epochs=s.latency_finetune_epochs,
-        optimizer=OptimizerOptions("sgd", lr=0.005),
-        test_split=None,
-        seed=0,
-        device="cpu",
-        output=out,
-        checkpoint_every=0,
-    )
-    return run_train(request).report
+    return _fit(ModelOptions(str(slim)), subset, out, s.latency_finetune_epochs, lr=0.005)
 
 
 def train_dense(subset: Path, out: Path, quick: bool) -> dict:
     """The ``trained`` panel's dense network, trained once."""
+    s = SETTING[quick]
+    return _fit(_model(s.width), subset, out, s.trained_epochs, lr=0.05)
+
+
+def _fit(model, subset: Path, out: Path, epochs: int, lr: float) -> dict:
+    """``model`` trained with SGD (batch 100, seed 0, no evaluation) and written to ``out``."""
     from snipit_cli.training.optim import OptimizerOptions
     from snipit_cli.workflows.train import TrainRequest, run_train
 
-    s = SETTING[quick]
     request = TrainRequest(
-        model=_model(s.width),
+        model=model,
         data=_data(subset, "train", 100, 5),
-        epochs=s.trained_epochs,
-        optimizer=OptimizerOptions("sgd", lr=0.05),
+        epochs=epochs,
+        optimizer=OptimizerOptions("sgd", lr=lr),
         test_split=None,
         seed=0,
         device="cpu",
