@@ -42,7 +42,7 @@ class LatencyOptions:
     runtime: str = "torch"
 
     def check(self, device: torch.device) -> None:
-        """Refuse a runtime this model or device cannot be timed on, before anything is measured."""
+        """Refuse a runtime this device or install cannot time, before anything is measured."""
         if self.runtime not in RUNTIMES:
             raise UsageError(f"--latency-runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if self.runtime == "onnxruntime":
